@@ -52,4 +52,9 @@ def read_text_lines(path, encoding="utf-8"):
     raise InputDataError("bytes that are not valid %s (byte %d)" % (encoding, e.start), path, line)
   if text.startswith("\ufeff"):
     text = text[1:]
-  return text.splitlines()
+  # Split on "\n" only: str.splitlines() would also break on U+2028, U+0085 or form feeds that
+  # real text contains, shifting the line numbers errors report.
+  lines = text.split("\n")
+  if lines and lines[-1] == "":
+    lines.pop()
+  return [line[:-1] if line.endswith("\r") else line for line in lines]

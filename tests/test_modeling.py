@@ -1,0 +1,381 @@
+"""Tests of modeling_theseus.py: names, equivalence, branch execution, draws, schedules, init maps."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import modeling_theseus as modeling
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+L = 4  # predecessor layers in the tiny config
+
+
+def tiny_config(**overrides):
+  values = dict(vocab_size=60, hidden_size=16, num_hidden_layers=L, num_attention_heads=2,
+                intermediate_size=32, hidden_act="gelu", hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0, max_position_embeddings=24, type_vocab_size=2)
+  values.update(overrides)
+  return modeling.BertConfig(**values)
+
+
+def random_inputs(batch=3, length=7, seed=0):
+  rng = np.random.RandomState(seed)
+  ids = rng.randint(1, 60, size=(batch, length)).astype(np.int32)
+  mask = np.ones((batch, length), np.int32)
+  mask[1, 5:] = 0  # one padded example
+  ids[1, 5:] = 0
+  segments = np.zeros((batch, length), np.int32)
+  segments[:, 4:] = 1
+  return ids, mask, segments
+
+
+def google_bert_names(num_layers, layer_prefix="layer_"):
+  """google-research/bert's variable names, written out independently of the module."""
+  names = ["bert/embeddings/word_embeddings", "bert/embeddings/token_type_embeddings",
+           "bert/embeddings/position_embeddings", "bert/embeddings/LayerNorm/beta",
+           "bert/embeddings/LayerNorm/gamma", "bert/pooler/dense/kernel", "bert/pooler/dense/bias"]
+  for i in range(num_layers):
+    p = "bert/encoder/%s%d/" % (layer_prefix, i)
+    for part in ("query", "key", "value"):
+      names += [p + "attention/self/%s/kernel" % part, p + "attention/self/%s/bias" % part]
+    names += [p + "attention/output/dense/kernel", p + "attention/output/dense/bias",
+              p + "attention/output/LayerNorm/beta", p + "attention/output/LayerNorm/gamma",
+              p + "intermediate/dense/kernel", p + "intermediate/dense/bias",
+              p + "output/dense/kernel", p + "output/dense/bias",
+              p + "output/LayerNorm/beta", p + "output/LayerNorm/gamma"]
+  return names
+
+
+class Graph(object):
+  """A BertModel in its own graph and session, fed by placeholders."""
+
+  def __init__(self, config, is_training, suc_layers=0, finetune_suc=False, rate=None,
+               branch_hook=None, seed=1):
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      tf1.set_random_seed(seed)
+      self.ids = tf1.placeholder(tf.int32, [None, None])
+      self.mask = tf1.placeholder(tf.int32, [None, None])
+      self.segments = tf1.placeholder(tf.int32, [None, None])
+      self.rate = tf1.placeholder_with_default(0.5 if rate is None else float(rate), [])
+      self.model = modeling.BertModel(
+          config, is_training, self.ids, self.mask, self.segments, suc_layers=suc_layers,
+          replace_rate_prob=self.rate if (suc_layers and is_training and not finetune_suc) else None,
+          finetune_suc=finetune_suc, branch_hook=branch_hook)
+      self.extra = {}
+      self.build_hook()
+      self.saver = tf1.train.Saver()
+      self.init = tf1.global_variables_initializer()
+    self.sess = tf1.Session(graph=self.graph)
+
+  def build_hook(self):
+    pass
+
+  def names(self):
+    with self.graph.as_default():
+      return sorted(v.op.name for v in tf1.global_variables())
+
+  def feed(self, inputs, rate=None):
+    ids, mask, segments = inputs
+    feed = {self.ids: ids, self.mask: mask, self.segments: segments}
+    if rate is not None:
+      feed[self.rate] = rate
+    return feed
+
+  def values(self):
+    with self.graph.as_default():
+      return {v.op.name: v for v in tf1.global_variables()}
+
+
+def test_predecessor_variable_names_are_google_bert_names():
+  g = Graph(tiny_config(), is_training=False)
+  assert g.names() == sorted(google_bert_names(L))
+
+
+def test_theseus_and_successor_variable_names():
+  theseus = Graph(tiny_config(), is_training=True, suc_layers=2)
+  expected = google_bert_names(L) + [n for n in google_bert_names(2, "suc_layer_")
+                                     if "/suc_layer_" in n]
+  assert theseus.names() == sorted(expected)
+  successor = Graph(tiny_config(), is_training=False, suc_layers=2)
+  expected_suc = [n for n in google_bert_names(2, "suc_layer_")]
+  assert successor.names() == sorted(expected_suc)
+  assert not any("/layer_" in n for n in successor.names())
+  stage2 = Graph(tiny_config(), is_training=True, suc_layers=2, finetune_suc=True)
+  assert stage2.names() == sorted(expected_suc)
+
+
+@pytest.mark.parametrize("suc_layers,message", [(3, "does not divide"), (5, "larger than"),
+                                                 (-1, "non-negative")])
+def test_bad_successor_layer_counts_raise(suc_layers, message):
+  with tf.Graph().as_default():
+    ids = tf1.placeholder(tf.int32, [None, None])
+    with pytest.raises(ValueError, match=message):
+      modeling.BertModel(tiny_config(), True, ids, suc_layers=suc_layers, replace_rate_prob=0.5)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_rate_outside_unit_interval_raises(rate):
+  with tf.Graph().as_default():
+    ids = tf1.placeholder(tf.int32, [None, None])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+      modeling.BertModel(tiny_config(), True, ids, suc_layers=2, replace_rate_prob=rate)
+
+
+def test_config_validation_and_json_round_trip(tmp_path):
+  config = tiny_config()
+  path = tmp_path / "bert_config.json"
+  path.write_text(config.to_json_string())
+  assert modeling.BertConfig.from_json_file(str(path)).to_dict() == config.to_dict()
+  with pytest.raises(ValueError, match="num_attention_heads"):
+    tiny_config(num_attention_heads=3)
+  with pytest.raises(ValueError, match="missing field"):
+    modeling.BertConfig.from_dict({"vocab_size": 10})
+  with pytest.raises(ValueError, match="hidden_act"):
+    tiny_config(hidden_act="swishy")
+
+
+def _perturbed_successor(theseus, seed=3):
+  """Gives the successor modules weights different from every predecessor layer."""
+  rng = np.random.RandomState(seed)
+  with theseus.graph.as_default():
+    for var in tf1.global_variables():
+      if "/suc_layer_" in var.op.name:
+        shape = var.shape.as_list()
+        var.load(rng.normal(0, 0.3, size=shape).astype(np.float32) + var.eval(theseus.sess),
+                 theseus.sess)
+
+
+def test_theseus_equals_predecessor_at_p0_and_successor_at_p1(tmp_path):
+  config = tiny_config()
+  inputs = random_inputs()
+  predecessor = Graph(config, is_training=False)
+  predecessor.sess.run(predecessor.init)
+  pred_ckpt = predecessor.saver.save(predecessor.sess, str(tmp_path / "pred" / "model.ckpt"))
+  pred_out = predecessor.sess.run(predecessor.model.get_sequence_output(), predecessor.feed(inputs))
+
+  theseus = Graph(config, is_training=True, suc_layers=2)
+  with theseus.graph.as_default():
+    modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), pred_ckpt)
+    init = tf1.global_variables_initializer()
+  theseus.sess.run(init)
+  _perturbed_successor(theseus)
+  p0 = theseus.sess.run(theseus.model.get_sequence_output(), theseus.feed(inputs, rate=0.0))
+  np.testing.assert_allclose(p0, pred_out, atol=1e-5, rtol=0)
+  p1 = theseus.sess.run(theseus.model.get_sequence_output(), theseus.feed(inputs, rate=1.0))
+  assert np.abs(p1 - pred_out).max() > 1e-2  # the successor really differs
+  theseus_ckpt = theseus.saver.save(theseus.sess, str(tmp_path / "theseus" / "model.ckpt"))
+
+  successor = Graph(config, is_training=False, suc_layers=2)
+  with successor.graph.as_default():
+    modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), theseus_ckpt)
+    init = tf1.global_variables_initializer()
+  successor.sess.run(init)
+  suc_out = successor.sess.run(successor.model.get_sequence_output(), successor.feed(inputs))
+  np.testing.assert_allclose(p1, suc_out, atol=1e-5, rtol=0)
+  # Pooled output goes through the same pooler in both graphs.
+  np.testing.assert_allclose(
+      theseus.sess.run(theseus.model.get_pooled_output(), theseus.feed(inputs, rate=1.0)),
+      successor.sess.run(successor.model.get_pooled_output(), successor.feed(inputs)),
+      atol=1e-5, rtol=0)
+
+
+class CountingTheseus(Graph):
+  """Theseus graph whose branches each increment their own counter when they run."""
+
+  def __init__(self, config, suc_layers, **kw):
+    self.counters = {}
+    super(CountingTheseus, self).__init__(config, True, suc_layers=suc_layers,
+                                          branch_hook=self._hook, **kw)
+
+  def _hook(self, j, branch):
+    with tf1.variable_scope("counters", reuse=tf1.AUTO_REUSE):
+      counter = tf1.get_variable("%s_%d" % (branch, j), [], tf.int64,
+                                 initializer=tf1.zeros_initializer(), trainable=False)
+    self.counters[(j, branch)] = counter
+    return [counter.assign_add(1)]
+
+
+def test_only_the_drawn_branch_runs():
+  g = CountingTheseus(tiny_config(), suc_layers=2)
+  g.sess.run(g.init)
+  inputs = random_inputs()
+  replaced_history = []
+  for _ in range(40):
+    _, replaced = g.sess.run([g.model.get_sequence_output(), g.model.replaced_modules],
+                             g.feed(inputs, rate=0.5))
+    replaced_history.append(replaced)
+  replaced_history = np.array(replaced_history)
+  for j in range(2):
+    suc_runs = g.sess.run(g.counters[(j, "successor")])
+    pred_runs = g.sess.run(g.counters[(j, "predecessor")])
+    # Each step ran exactly one branch of module j: the one that was drawn.
+    assert suc_runs == replaced_history[:, j].sum()
+    assert pred_runs == (~replaced_history[:, j]).sum()
+    assert suc_runs + pred_runs == 40
+  # At p = 0 and p = 1 the other branch never runs.
+  before = g.sess.run(g.counters[(0, "successor")])
+  for _ in range(5):
+    g.sess.run(g.model.get_sequence_output(), g.feed(inputs, rate=0.0))
+  assert g.sess.run(g.counters[(0, "successor")]) == before
+
+
+def test_replacement_frequency_and_independence():
+  config = tiny_config(num_hidden_layers=4)
+  g = Graph(config, is_training=True, suc_layers=4, seed=7)
+  g.sess.run(g.init)
+  inputs = random_inputs(batch=2, length=6)
+  p, steps = 0.3, 2000
+  draws = np.array([g.sess.run(g.model.replaced_modules, g.feed(inputs, rate=p))
+                    for _ in range(steps)]).astype(np.float64)
+  se = np.sqrt(p * (1 - p) / steps)
+  for j in range(4):
+    assert abs(draws[:, j].mean() - p) < 4 * se, (j, draws[:, j].mean())
+  # Independence: pairs are replaced together with probability p^2.
+  se_pair = np.sqrt(p * p * (1 - p * p) / steps)
+  for a in range(4):
+    for b in range(a + 1, 4):
+      both = (draws[:, a] * draws[:, b]).mean()
+      assert abs(both - p * p) < 4 * se_pair, (a, b, both)
+  assert not all(np.array_equal(draws[:, 0], draws[:, j]) for j in range(1, 4))
+
+
+def _rate_values(steps, **kwargs):
+  with tf.Graph().as_default():
+    step = tf1.placeholder(tf.int64, [])
+    rate = modeling.get_replace_rate(step, **kwargs)
+    assert rate.dtype == tf.float32
+    with tf1.Session() as sess:
+      return [float(sess.run(rate, {step: s})) for s in steps]
+
+
+def test_constant_schedule():
+  assert _rate_values([0, 10, 1000], scheduler_type="constant", base_rate=0.5) == [0.5, 0.5, 0.5]
+  values = _rate_values([0, 99, 100, 5000], scheduler_type="constant", base_rate=0.3,
+                        steps_for_replacing=100)
+  np.testing.assert_allclose(values, [0.3, 0.3, 1.0, 1.0], rtol=0, atol=1e-7)
+
+
+def test_linear_schedule_clips_at_one():
+  values = _rate_values([0, 10, 100, 700, 701, 10 ** 6], scheduler_type="linear", base_rate=0.3,
+                        k=0.001)
+  np.testing.assert_allclose(values, [0.3, 0.31, 0.4, 1.0, 1.0, 1.0], rtol=0, atol=1e-6)
+
+
+def test_bad_schedules_raise():
+  with tf.Graph().as_default():
+    step = tf1.train.get_or_create_global_step()
+    with pytest.raises(ValueError, match="replacing_rate"):
+      modeling.get_replace_rate(step, "constant", 1.2)
+    with pytest.raises(ValueError, match="scheduler_type"):
+      modeling.get_replace_rate(step, "cosine", 0.5)
+    with pytest.raises(ValueError, match="scheduler_linear_k"):
+      modeling.get_replace_rate(step, "linear", 0.5, k=-1.0)
+
+
+def test_schedule_continues_after_restore(tmp_path):
+  prefix = str(tmp_path / "model.ckpt")
+  with tf.Graph().as_default():
+    step = tf1.train.get_or_create_global_step()
+    rate = modeling.get_replace_rate(step, "linear", 0.2, k=0.01)
+    saver = tf1.train.Saver()
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      sess.run(step.assign(37))
+      before = sess.run(rate)
+      saver.save(sess, prefix)
+  with tf.Graph().as_default():
+    step = tf1.train.get_or_create_global_step()
+    rate = modeling.get_replace_rate(step, "linear", 0.2, k=0.01)
+    saver = tf1.train.Saver()
+    with tf1.Session() as sess:
+      saver.restore(sess, prefix)
+      assert sess.run(step) == 37
+      assert sess.run(rate) == before
+      np.testing.assert_allclose(before, 0.57, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule,source", [("first", lambda j, r: j),
+                                         ("group_first", lambda j, r: j * r),
+                                         ("group_last", lambda j, r: j * r + r - 1)])
+def test_stage1_assignment_map_rules(tmp_path, rule, source):
+  config = tiny_config()
+  predecessor = Graph(config, is_training=False)
+  predecessor.sess.run(predecessor.init)
+  ckpt = predecessor.saver.save(predecessor.sess, str(tmp_path / "pred.ckpt"))
+  pred_values = {n: v.eval(predecessor.sess) for n, v in predecessor.values().items()}
+
+  theseus = Graph(config, is_training=True, suc_layers=2)
+  with theseus.graph.as_default():
+    amap, suc_map, initialized = modeling.get_assignment_map_from_checkpoint_for_theseus(
+        tf1.global_variables(), ckpt, suc_init=rule)
+    assert set(amap) == set(google_bert_names(L))
+    assert all(name.startswith("bert/encoder/layer_") for name in suc_map)
+    modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), ckpt, suc_init=rule)
+    init = tf1.global_variables_initializer()
+  theseus.sess.run(init)
+  values = {n: v.eval(theseus.sess) for n, v in theseus.values().items()}
+  assert all(n in initialized for n in values)
+  for j in range(2):
+    src = source(j, 2)
+    for sub in modeling.LAYER_VARIABLE_NAMES:
+      np.testing.assert_array_equal(values["bert/encoder/suc_layer_%d/%s" % (j, sub)],
+                                    pred_values["bert/encoder/layer_%d/%s" % (src, sub)])
+  for name in google_bert_names(L):
+    np.testing.assert_array_equal(values[name], pred_values[name])
+
+
+def test_stage2_init_from_stage1_and_from_exported_successor(tmp_path):
+  config = tiny_config()
+  theseus = Graph(config, is_training=True, suc_layers=2, seed=5)
+  theseus.sess.run(theseus.init)
+  ckpt = theseus.saver.save(theseus.sess, str(tmp_path / "stage1.ckpt"))
+  stage1 = {n: v.eval(theseus.sess) for n, v in theseus.values().items()}
+
+  stage2 = Graph(config, is_training=True, suc_layers=2, finetune_suc=True, seed=9)
+  with stage2.graph.as_default():
+    amap, suc_map, _ = modeling.get_assignment_map_from_checkpoint_for_theseus(
+        tf1.global_variables(), ckpt)
+    assert not suc_map  # successor modules load by name
+    modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), ckpt)
+    init = tf1.global_variables_initializer()
+  stage2.sess.run(init)
+  for name, var in stage2.values().items():
+    np.testing.assert_array_equal(var.eval(stage2.sess), stage1[name])
+
+  # An exported successor: plain layer_0 .. layer_{n-1} names.
+  exported = {}
+  for name, value in stage1.items():
+    if "/layer_" in name:
+      continue
+    exported[name.replace("/suc_layer_", "/layer_")] = value
+  with tf.Graph().as_default():
+    vs = [tf1.get_variable(n, initializer=v) for n, v in exported.items()]
+    saver = tf1.train.Saver(vs)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      export_ckpt = saver.save(sess, str(tmp_path / "export.ckpt"))
+  successor = Graph(config, is_training=False, suc_layers=2, seed=11)
+  with successor.graph.as_default():
+    modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), export_ckpt)
+    init = tf1.global_variables_initializer()
+  successor.sess.run(init)
+  for name, var in successor.values().items():
+    np.testing.assert_array_equal(var.eval(successor.sess), stage1[name])
+
+
+def test_checkpoint_shape_mismatch_is_reported(tmp_path):
+  small = Graph(tiny_config(hidden_size=8), is_training=False)
+  small.sess.run(small.init)
+  ckpt = small.saver.save(small.sess, str(tmp_path / "small.ckpt"))
+  big = Graph(tiny_config(), is_training=False)
+  with big.graph.as_default():
+    with pytest.raises(ValueError, match="shape"):
+      modeling.get_assignment_map_from_checkpoint(tf1.global_variables(), ckpt)
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+      modeling.get_assignment_map_from_checkpoint(tf1.global_variables(),
+                                                  os.path.join(str(tmp_path), "missing.ckpt"))
