@@ -1,0 +1,141 @@
+"""Tests of optimization_theseus.py: which variables each stage updates, accumulation, schedule."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import modeling_theseus as modeling
+import optimization_theseus as optimization
+from test_modeling import random_inputs, tiny_config
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+
+class Trainer(object):
+  """BertModel + classifier head + optimizer in its own graph."""
+
+  def __init__(self, suc_layers=0, finetune_suc=False, rate=1.0, accumulation=1, lr=1e-2,
+               train_scope=None):
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      tf1.set_random_seed(3)
+      self.ids = tf1.placeholder(tf.int32, [None, None])
+      self.mask = tf1.placeholder(tf.int32, [None, None])
+      self.segments = tf1.placeholder(tf.int32, [None, None])
+      self.labels = tf1.placeholder(tf.int32, [None])
+      model = modeling.BertModel(tiny_config(), True, self.ids, self.mask, self.segments,
+                                 suc_layers=suc_layers, replace_rate_prob=rate,
+                                 finetune_suc=finetune_suc)
+      pooled = model.get_pooled_output()
+      weights = tf1.get_variable("output_weights", [2, 16],
+                                 initializer=tf1.truncated_normal_initializer(stddev=0.02))
+      bias = tf1.get_variable("output_bias", [2], initializer=tf1.zeros_initializer())
+      logits = tf.matmul(pooled, weights, transpose_b=True) + bias
+      self.loss = tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.labels, logits=logits))
+      self.ops = optimization.create_optimizer_for_bert_theseus(
+          self.loss, lr, num_train_steps=10, num_warmup_steps=0, finetune_suc=finetune_suc,
+          gradient_accumulation_steps=accumulation, train_scope=train_scope)
+      self.global_step = tf1.train.get_global_step()
+      self.model_vars = {v.op.name: v for v in tf1.global_variables()
+                         if "adam_" not in v.op.name and v.op.name != "global_step"}
+      self.saver = tf1.train.Saver()
+      self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
+    self.sess = tf1.Session(graph=self.graph)
+    self.sess.run(self.init)
+
+  def snapshot(self):
+    return {n: v.eval(self.sess) for n, v in self.model_vars.items()}
+
+  def step(self, inputs, labels):
+    ids, mask, segments = inputs
+    return self.sess.run([self.ops.train_op, self.loss],
+                         {self.ids: ids, self.mask: mask, self.segments: segments,
+                          self.labels: labels})[1]
+
+
+def changed_names(before, after):
+  return {n for n in before if not np.array_equal(before[n], after[n])}
+
+
+def test_stage1_updates_only_successor_variables():
+  t = Trainer(suc_layers=2, rate=1.0)
+  before = t.snapshot()
+  t.step(random_inputs(), [0, 1, 1])
+  changed = changed_names(before, t.snapshot())
+  successor = {n for n in before if "/suc_layer_" in n}
+  assert changed == successor
+  assert t.sess.run(t.global_step) == 1
+
+
+def test_stage1_train_scope_can_add_the_head():
+  scope = optimization.stage1_train_scope(["head"])
+  t = Trainer(suc_layers=2, rate=1.0, train_scope=scope)
+  before = t.snapshot()
+  t.step(random_inputs(), [0, 1, 1])
+  changed = changed_names(before, t.snapshot())
+  assert changed == {n for n in before if "/suc_layer_" in n} | {"output_weights", "output_bias"}
+  with pytest.raises(ValueError, match="unknown stage-1 group"):
+    optimization.stage1_train_scope(["everything"])
+
+
+def test_stage2_updates_everything_in_the_successor_graph():
+  t = Trainer(suc_layers=2, finetune_suc=True)
+  assert not any("/layer_" in n for n in t.model_vars)  # predecessor layers are not there
+  before = t.snapshot()
+  t.step(random_inputs(), [0, 1, 1])
+  changed = changed_names(before, t.snapshot())
+  assert {"bert/embeddings/word_embeddings", "bert/embeddings/LayerNorm/gamma",
+          "bert/pooler/dense/kernel", "output_weights", "output_bias"} <= changed
+  assert {n for n in before if "/suc_layer_" in n} <= changed
+  assert changed == set(before)
+
+
+def test_plain_finetuning_updates_every_variable():
+  t = Trainer(suc_layers=0)
+  before = t.snapshot()
+  t.step(random_inputs(), [0, 1, 1])
+  assert changed_names(before, t.snapshot()) == set(before)
+
+
+def test_finetune_suc_without_successor_raises():
+  with pytest.raises(ValueError, match="successor"):
+    Trainer(suc_layers=0, finetune_suc=True)
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+  rng = np.random.RandomState(0)
+  ids = rng.randint(1, 60, size=(4, 6)).astype(np.int32)
+  mask = np.ones_like(ids)
+  mask[3, 4:] = 0
+  segments = np.zeros_like(ids)
+  labels = np.array([0, 1, 1, 0], np.int32)
+
+  big = Trainer(suc_layers=0, lr=1e-2)
+  ckpt = big.saver.save(big.sess, str(tmp_path / "init.ckpt"))
+  big.step((ids, mask, segments), labels)
+  after_big = big.snapshot()
+
+  accumulated = Trainer(suc_layers=0, lr=1e-2, accumulation=2)
+  accumulated.saver.restore(accumulated.sess, ckpt)
+  initial = accumulated.snapshot()
+  accumulated.step((ids[:2], mask[:2], segments[:2]), labels[:2])
+  assert accumulated.sess.run(accumulated.global_step) == 0
+  assert not changed_names(initial, accumulated.snapshot())  # no update after one micro-batch
+  accumulated.step((ids[2:], mask[2:], segments[2:]), labels[2:])
+  assert accumulated.sess.run(accumulated.global_step) == 1
+  after_acc = accumulated.snapshot()
+  assert changed_names(initial, after_acc)
+  for name in after_big:
+    np.testing.assert_allclose(after_acc[name], after_big[name], atol=2e-6, rtol=1e-5,
+                               err_msg=name)
+
+
+def test_learning_rate_warmup_and_decay():
+  with tf.Graph().as_default():
+    step = tf1.placeholder(tf.int64, [])
+    lr = optimization.learning_rate_schedule(step, 1.0, num_train_steps=100, num_warmup_steps=10)
+    with tf1.Session() as sess:
+      values = [float(sess.run(lr, {step: s})) for s in (0, 5, 10, 55, 100, 150)]
+  np.testing.assert_allclose(values, [0.0, 0.5, 0.9, 0.45, 0.0, 0.0], atol=1e-6)
