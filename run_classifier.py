@@ -1064,3 +1064,198 @@ def write_predictions_json(path, processor, examples, probabilities_or_values):
 
 
 # ---- Training, evaluation and export (main) below ----
+
+import hashlib  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import modeling_theseus as modeling  # noqa: E402
+
+tf1 = tf.compat.v1
+FLAGS = flags.FLAGS
+
+training.define_common_flags()
+flags.DEFINE_string("task_name", None, "Task: " + ", ".join(sorted(PROCESSORS)))
+flags.DEFINE_list("generic_labels", [], "generic task: the label list.")
+flags.DEFINE_integer("generic_text_a_column", 0, "generic task: column of text_a.")
+flags.DEFINE_integer("generic_text_b_column", -1, "generic task: column of text_b (-1: none).")
+flags.DEFINE_integer("generic_label_column", 1, "generic task: column of the label.")
+flags.DEFINE_string("generic_delimiter", "\t", "generic task: column delimiter.")
+flags.DEFINE_bool("generic_has_header", True, "generic task: files start with a header.")
+flags.DEFINE_bool("generic_use_csv", False, "generic task: parse with the csv module.")
+
+
+def examples_fingerprint(examples):
+  """sha1 over the examples' content: a changed data file rebuilds the feature cache."""
+  h = hashlib.sha1()
+  for ex in examples:
+    h.update(repr((ex.guid, ex.text_a, ex.text_b, ex.label)).encode("utf-8"))
+  return h.hexdigest()
+
+
+def make_processor(cfg):
+  name = (cfg.task_name or "").lower()
+  if not name:
+    raise training.InputDataError("--task_name is required (one of %s)" % ", ".join(
+        sorted(PROCESSORS)))
+  if name == "generic":
+    if not cfg.generic_labels:
+      raise training.InputDataError("--task_name=generic needs --generic_labels")
+    return get_processor(
+        name, labels=cfg.generic_labels, text_a_column=cfg.generic_text_a_column,
+        text_b_column=None if cfg.generic_text_b_column < 0 else cfg.generic_text_b_column,
+        label_column=cfg.generic_label_column, delimiter=cfg.generic_delimiter,
+        has_header=cfg.generic_has_header, use_csv=cfg.generic_use_csv,
+        skip_bad_rows=cfg.skip_bad_rows)
+  return get_processor(name, skip_bad_rows=cfg.skip_bad_rows)
+
+
+def make_task(processor, examples):
+  """The TaskSpec of sentence (pair) classification / regression for the shared loop."""
+  label_list = processor.get_labels()
+  num_labels = 1 if processor.is_regression else len(label_list)
+  label_key = "label_values" if processor.is_regression else "label_ids"
+
+  def build_head(model, features, is_training):
+    pooled = model.get_pooled_output()  # [B, H]
+    hidden_size = pooled.shape[-1]
+    weights = tf1.get_variable("output_weights", [num_labels, hidden_size],
+                               initializer=tf1.truncated_normal_initializer(stddev=0.02))
+    bias = tf1.get_variable("output_bias", [num_labels], initializer=tf1.zeros_initializer())
+    if is_training:
+      pooled = tf.nn.dropout(pooled, rate=0.1)
+    logits = tf.nn.bias_add(tf.matmul(pooled, weights, transpose_b=True), bias)  # [B, C]
+    if processor.is_regression:
+      predictions = logits[:, 0]
+      outputs = {"predictions": predictions}
+      loss = None
+      if features.get(label_key) is not None:
+        loss = tf.reduce_mean(tf.square(predictions - features[label_key][:, 0]))
+      return loss, outputs
+    probabilities = tf.nn.softmax(logits, axis=-1)
+    outputs = {"probabilities": probabilities,
+               "predictions": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+    loss = None
+    if features.get(label_key) is not None:
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=features[label_key][:, 0], logits=logits))
+    return loss, outputs
+
+  def evaluate(rows):
+    if len(rows) != len(examples):
+      raise training.TrainingError("evaluation saw %d of %d examples" % (len(rows), len(examples)))
+    key = "predictions" if processor.is_regression else "probabilities"
+    predictions = np.array([r[key] for r in rows])
+    if processor.is_regression:
+      labels = np.array([float(ex.label) for ex in examples])
+    else:
+      labels = np.array([label_list.index(ex.label) for ex in examples])
+    metrics = compute_metrics(processor, predictions, labels)
+    metrics["main_metric"] = processor.main_metric
+    return metrics
+
+  def serving_outputs(outputs):
+    return dict(outputs)
+
+  return training.TaskSpec(
+      int_keys=["input_ids", "segment_ids", "example_index"] + (
+          [] if processor.is_regression else ["label_ids"]),
+      float_keys=["label_values"] if processor.is_regression else [],
+      index_key="example_index", build_head=build_head, evaluate=evaluate,
+      serving_outputs=serving_outputs, head_variable_regex=r"^output_(weights|bias)$")
+
+
+def feature_cache(cfg, name, examples, processor, tokenizer, sort_by_length):
+  task = make_task(processor, examples)
+  key = {"name": name, "examples": examples_fingerprint(examples),
+         "vocab": training.file_fingerprint(cfg.spm_model_file or cfg.vocab_file),
+         "max_seq_length": cfg.max_seq_length, "do_lower_case": cfg.do_lower_case,
+         "task": cfg.task_name}
+
+  def build():
+    return convert_examples_to_features(examples, processor.get_labels(), cfg.max_seq_length,
+                                        tokenizer, processor.is_regression)
+
+  return training.cached_features(cfg.cache_dir, name, key, build, task.int_keys, task.float_keys,
+                                  sort_by_length=sort_by_length)
+
+
+def run(cfg):
+  """Train / evaluate / predict / export as the flags say. Returns a dict of results."""
+  bert_config = training.check_run_config(cfg)
+  processor = make_processor(cfg)
+  tokenizer = training.make_tokenizer(cfg)
+  results = {}
+  # Read (and validate) every data file before any long work.
+  train_examples = processor.get_train_examples(cfg.data_dir) if cfg.do_train else None
+  dev_sets = []
+  if cfg.do_eval or (cfg.do_train and cfg.evaluate_during_training):
+    dev_sets = processor.get_dev_sets(cfg.data_dir)
+    if cfg.max_eval_examples:
+      dev_sets = [(n, ex[:cfg.max_eval_examples]) for n, ex in dev_sets]
+  test_examples = processor.get_test_examples(cfg.data_dir) if cfg.do_predict else None
+  if processor.num_skipped_rows:
+    logging.warning("skipped %d bad rows (--skip_bad_rows)", processor.num_skipped_rows)
+
+  if cfg.do_train:
+    if cfg.max_train_examples:
+      train_examples = train_examples[:cfg.max_train_examples]
+    train_path, n = feature_cache(cfg, "train", train_examples, processor, tokenizer, False)
+    eval_path = None
+    if cfg.evaluate_during_training:
+      eval_path, _ = feature_cache(cfg, dev_sets[0][0], dev_sets[0][1], processor, tokenizer, True)
+    results["train"] = training.train(cfg, bert_config, make_task(processor, dev_sets[0][1]
+                                                                    if dev_sets else []),
+                                      train_path, n, eval_path)
+
+  checkpoint = None
+  if cfg.do_eval or cfg.do_predict or cfg.do_export:
+    checkpoint = training.checkpoint_for_inference(cfg)
+    logging.info("Inference checkpoint: %s", checkpoint)
+  if cfg.do_eval:
+    for name, examples in dev_sets:
+      path, _ = feature_cache(cfg, name, examples, processor, tokenizer, True)
+      task = make_task(processor, examples)
+      evaluator = training.Evaluator(cfg, bert_config, task, path, cfg.eval_batch_size)
+      evaluator.restore(checkpoint)
+      rows, loss, seconds = evaluator.run()
+      metrics = task.evaluate(rows)
+      metrics["eval_loss"] = loss
+      metrics["checkpoint"] = checkpoint
+      metrics["eval_seconds"] = seconds
+      logging.info("***** Eval results (%s) *****", name)
+      for key in sorted(metrics):
+        logging.info("  %s = %s", key, metrics[key])
+      training.write_eval_results(cfg.output_dir, "eval" if name == "dev" else "eval_" + name,
+                                  metrics)
+      results[name] = metrics
+  if cfg.do_predict:
+    path, _ = feature_cache(cfg, "test", test_examples, processor, tokenizer, True)
+    task = make_task(processor, test_examples)
+    evaluator = training.Evaluator(cfg, bert_config, task, path, cfg.predict_batch_size)
+    evaluator.restore(checkpoint)
+    rows, _, _ = evaluator.run()
+    key = "predictions" if processor.is_regression else "probabilities"
+    values = np.array([r[key] for r in rows])
+    write_predictions_tsv(os.path.join(cfg.output_dir, "test_results.tsv"), processor,
+                          test_examples, values)
+    write_predictions_json(os.path.join(cfg.output_dir, "test_results.json"), processor,
+                           test_examples, values)
+    results["predict"] = values
+  if cfg.do_export:
+    task = make_task(processor, [])
+    results["export"] = training.export_model(cfg, bert_config, task, checkpoint, cfg.export_dir)
+  return results
+
+
+def main(_):
+  logging.set_verbosity(logging.INFO)
+  tf1.disable_eager_execution()
+  cfg = training.RunConfig.from_flags(FLAGS)
+  training.run_main(lambda argv: run(cfg), None)
+
+
+if __name__ == "__main__":
+  app.run(main)
