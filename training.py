@@ -165,6 +165,16 @@ class RunConfig(object):
   def from_flags(cls, flag_values):
     return cls({name: flag_values[name].value for name in flag_values})
 
+  @classmethod
+  def from_defaults(cls, flag_values, **overrides):
+    """The flags' default values with `overrides` (for running a script in-process)."""
+    values = {name: flag_values[name].default for name in flag_values}
+    unknown = set(overrides) - set(values)
+    if unknown:
+      raise ValueError("unknown settings: %s" % ", ".join(sorted(unknown)))
+    values.update(overrides)
+    return cls(values)
+
 
 def check_run_config(cfg, needs_data=True):
   """Validates flags, files and the model config before any long work.
@@ -247,18 +257,29 @@ def check_init_checkpoint(cfg, bert_config):
   if num_suc and num_suc != cfg.suc_layers and cfg.suc_layers:
     raise InputDataError("checkpoint has %d successor modules but --suc_layers=%d"
                          % (num_suc, cfg.suc_layers), path)
-  if cfg.suc_layers == 0 and num_layers and num_layers != bert_config.num_hidden_layers:
+  # Plain fine-tuning and stage 1 build all L predecessor layers: a checkpoint with another
+  # number of plain layers would leave some of them untrained-random (stage 1) or not load.
+  if not cfg.finetune_suc and num_layers and num_layers != bert_config.num_hidden_layers:
     raise InputDataError("checkpoint has %d layers but bert_config num_hidden_layers is %d"
                          % (num_layers, bert_config.num_hidden_layers), path)
   reader = tf.train.load_checkpoint(path)
   shapes = reader.get_variable_to_shape_map()
+  h, i = bert_config.hidden_size, bert_config.intermediate_size
   expected = {
-      "bert/embeddings/word_embeddings": [bert_config.vocab_size, bert_config.hidden_size],
-      "bert/embeddings/position_embeddings": [bert_config.max_position_embeddings,
-                                              bert_config.hidden_size],
+      "bert/embeddings/word_embeddings": [bert_config.vocab_size, h],
+      "bert/embeddings/position_embeddings": [bert_config.max_position_embeddings, h],
+      "bert/embeddings/token_type_embeddings": [bert_config.type_vocab_size, h],
+      "bert/embeddings/LayerNorm/beta": [h], "bert/embeddings/LayerNorm/gamma": [h],
+      "bert/pooler/dense/kernel": [h, h], "bert/pooler/dense/bias": [h],
   }
-  for name, shape in expected.items():
-    if name in shapes and list(shapes[name]) != shape:
+  layer_expected = {"intermediate/dense/kernel": [h, i], "intermediate/dense/bias": [i],
+                    "output/dense/kernel": [i, h]}
+  for sub in modeling.LAYER_VARIABLE_NAMES:
+    layer_expected.setdefault(sub, [h, h] if sub.endswith("kernel") else [h])
+  for name in sorted(shapes):
+    m = re.match(r"^bert/encoder/(?:suc_)?layer_\d+/(.*)$", name)
+    shape = layer_expected.get(m.group(1)) if m else expected.get(name)
+    if shape is not None and list(shapes[name]) != shape:
       raise InputDataError("%s has shape %s but bert_config implies %s"
                            % (name, list(shapes[name]), shape), path)
 
@@ -582,6 +603,18 @@ def checkpoint_for_inference(cfg):
                        cfg.output_dir)
 
 
+def _short_error(e):
+  """The line of a (TensorFlow) error that says what went wrong, e.g. "...; No space left on
+  device", not "Graph execution error:" or the node's Python stack."""
+  lines = [l.strip() for l in str(getattr(e, "message", e)).splitlines() if l.strip()]
+  for i, line in enumerate(lines[:-1]):
+    if line.startswith("Node:"):
+      return lines[i + 1]
+  useful = [l for l in lines if l != "Graph execution error:" and
+            not l.startswith(("Detected at node", "File "))]
+  return (useful or lines or [type(e).__name__])[0]
+
+
 def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None,
           on_checkpoint=None):
   """The session training loop for every stage.
@@ -642,11 +675,17 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
     replaced = (tf.reduce_mean(tf.cast(model.replaced_modules, tf.float32))
                 if model.replaced_modules is not None else tf.constant(-1.0))
     saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=cfg.keep_checkpoint_max)
+    # Checked before each save: a checkpoint on disk never holds NaN / Inf weights.
+    weights_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                                    for v in tf1.trainable_variables()])
     if not latest and cfg.init_checkpoint:
       # Model variables only: never global_step or optimizer slots of the source run.
       model_vars = tf1.trainable_variables()
-      initialized = modeling.init_from_checkpoint_for_theseus(model_vars, cfg.init_checkpoint,
-                                                              cfg.suc_init)
+      try:
+        initialized = modeling.init_from_checkpoint_for_theseus(model_vars, cfg.init_checkpoint,
+                                                                cfg.suc_init)
+      except ValueError as e:  # e.g. a task head of another shape: one line, not a traceback
+        raise InputDataError(str(e).splitlines()[0])
       fresh = [v.op.name for v in model_vars if v.op.name not in initialized]
       logging.info("Initialised %d of %d model variables from %s", len(model_vars) - len(fresh),
                    len(model_vars), cfg.init_checkpoint)
@@ -676,11 +715,22 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
   ckpt_prefix = os.path.join(cfg.output_dir, "model.ckpt")
 
   def save(step):
+    if not sess.run(weights_finite):
+      raise TrainingError("weights are NaN / Inf after the update of step %d; stopping without "
+                          "saving it. The last good checkpoint is kept: %s"
+                          % (step, find_latest_checkpoint(cfg.output_dir)))
     try:
       path = saver.save(sess, ckpt_prefix, global_step=step)
     except (tf.errors.OpError, OSError) as e:
-      raise TrainingError("step %d: could not write checkpoint in %s (%s)"
-                          % (step, cfg.output_dir, str(e).splitlines()[0]))
+      # Only this save's temporary files go; earlier checkpoints and the state file are intact.
+      for partial in glob.glob("%s-%d*tempstate*" % (ckpt_prefix, step)):
+        if os.path.isdir(partial):
+          shutil.rmtree(partial, ignore_errors=True)
+        else:
+          os.remove(partial)
+      raise TrainingError("step %d: could not write checkpoint in %s (%s). The last good checkpoint "
+                          "is kept: %s" % (step, cfg.output_dir, _short_error(e),
+                                           find_latest_checkpoint(cfg.output_dir)))
     logging.info("Saved checkpoint %s", path)
     return path
 
@@ -757,12 +807,19 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
         maybe_evaluate(path, step)
         if on_checkpoint is not None:
           on_checkpoint(step)
+    # Both are functions of global_step: the values a resumed run must end with too.
+    final = sess.run({"step": global_step, "lr": ops.learning_rate, "rate": rate_tensor})
   finally:
     writer.close()
     sess.close()
-  logging.info("Training done: step %d, replace rate %s, %.1fs", step, rate_value,
-               time.time() - run_start)
-  return {"global_step": step, "replace_rate": rate_value, "loss": last_loss}
+  logging.info("Training done: step %d, learning rate %.3g, replace rate %.4f, %.1fs",
+               final["step"], final["lr"], final["rate"], time.time() - run_start)
+  atomic_write_text(os.path.join(cfg.output_dir, "train_results.json"), json.dumps({
+      "global_step": int(final["step"]), "learning_rate": float(final["lr"]),
+      "replace_rate": float(final["rate"]), "last_loss": last_loss,
+      "resumed_from_step": resumed_step, "num_train_steps": num_train_steps}, indent=1) + "\n")
+  return {"global_step": int(final["step"]), "replace_rate": float(final["rate"]),
+          "learning_rate": float(final["lr"]), "loss": last_loss}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,262 @@
+"""End-to-end tests of run_classifier.py on real slices of MRPC and SST-2 (tiny model).
+
+Every stage through the real command line: fine-tune predecessor -> stage 1 -> stage 2 -> eval ->
+predict -> export -> reload the export as a plain BERT; plus resume, and the bucketed pipeline.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT
+
+tf1 = tf.compat.v1
+tf1.disable_eager_execution()
+
+TINY_CONFIG = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 4,
+               "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128,
+               "type_vocab_size": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+               "attention_probs_dropout_prob": 0.1}
+
+
+def _read_rows(path):
+  with open(path, encoding="utf-8-sig") as f:
+    return f.read().split("\n")
+
+
+def make_task_dir(shared_data_dir, tmp_path, task):
+  """A small GLUE-format copy: 64 train rows, 40 dev rows, and 24 dev rows as test.tsv."""
+  src = os.path.join(shared_data_dir, "glue", {"mrpc": "MRPC", "sst-2": "SST-2"}[task])
+  out = tmp_path / task
+  out.mkdir()
+  train = _read_rows(os.path.join(src, "train.tsv"))
+  dev = _read_rows(os.path.join(src, "dev.tsv"))
+  (out / "train.tsv").write_text("\n".join(train[:65]) + "\n", encoding="utf-8")
+  (out / "dev.tsv").write_text("\n".join(dev[:41]) + "\n", encoding="utf-8")
+  test_rows = []
+  for i, row in enumerate(dev[41:65]):
+    cols = row.split("\t")
+    if task == "mrpc":  # index, #1 ID, #2 ID, #1 String, #2 String
+      test_rows.append("\t".join([str(i)] + cols[1:5]))
+    else:  # index, sentence
+      test_rows.append("%d\t%s" % (i, cols[0]))
+  header = ("index\t#1 ID\t#2 ID\t#1 String\t#2 String" if task == "mrpc" else "index\tsentence")
+  (out / "test.tsv").write_text(header + "\n" + "\n".join(test_rows) + "\n", encoding="utf-8")
+  return str(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, minilm_dir):
+  d = tmp_path_factory.mktemp("tiny_model")
+  config = d / "bert_config.json"
+  config.write_text(json.dumps(TINY_CONFIG))
+  return str(config), os.path.join(minilm_dir, "vocab.txt")
+
+
+def run_cli(args, expect_ok=True):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
+                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+  if expect_ok and proc.returncode != 0:
+    raise AssertionError("run_classifier failed (%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+  return proc
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize("task", ["mrpc", "sst-2"])
+def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, task):
+  config, vocab = tiny_model
+  data_dir = make_task_dir(shared_data_dir, tmp_path, task)
+  common = ["--task_name=" + task, "--data_dir=" + data_dir, "--vocab_file=" + vocab,
+            "--max_seq_length=64", "--train_batch_size=8", "--eval_batch_size=16",
+            "--predict_batch_size=16", "--num_train_steps=4", "--save_checkpoints_steps=2",
+            "--log_every_n_steps=1", "--learning_rate=1e-3", "--seed=3"]
+  pred_dir, s1_dir, s2_dir, reload_dir = (str(tmp_path / n) for n in ("pred", "s1", "s2", "rl"))
+
+  run_cli(common + ["--bert_config_file=" + config, "--output_dir=" + pred_dir, "--do_train",
+                    "--do_eval", "--evaluate_during_training"])
+  pred_eval = read_json(os.path.join(pred_dir, "eval_results.json"))
+  assert pred_eval["eval_examples"] == 40
+  assert os.path.isdir(os.path.join(pred_dir, "best"))
+
+  proc = run_cli(common + ["--bert_config_file=" + config, "--output_dir=" + s1_dir,
+                           "--do_train", "--suc_layers=2", "--scheduler_type=linear",
+                           "--replacing_rate=0.3", "--scheduler_linear_k=0.2",
+                           "--init_checkpoint=" + pred_eval["checkpoint"]])
+  assert "replace rate" in proc.stderr
+  s1_ckpt = tf.train.latest_checkpoint(s1_dir)
+  s1_names = {n for n, _ in tf.train.list_variables(s1_ckpt)}
+  assert "bert/encoder/suc_layer_1/output/dense/kernel" in s1_names
+  assert "bert/encoder/layer_3/output/dense/kernel" in s1_names
+  # Predecessor layers are frozen in stage 1: identical to the predecessor's.
+  pred_reader = tf.train.load_checkpoint(pred_eval["checkpoint"])
+  s1_reader = tf.train.load_checkpoint(s1_ckpt)
+  for name in ("bert/encoder/layer_2/attention/self/query/kernel",
+               "bert/embeddings/word_embeddings", "output_weights"):
+    np.testing.assert_array_equal(pred_reader.get_tensor(name), s1_reader.get_tensor(name))
+
+  run_cli(common + ["--bert_config_file=" + config, "--output_dir=" + s2_dir, "--do_train",
+                    "--do_eval", "--do_predict", "--do_export", "--suc_layers=2",
+                    "--finetune_suc", "--init_checkpoint=" + s1_ckpt])
+  s2_eval = read_json(os.path.join(s2_dir, "eval_results.json"))
+  s2_names = {n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(s2_dir))}
+  assert not any("/layer_" in n for n in s2_names)  # the stage-2 graph has no predecessor layers
+
+  export_dir = os.path.join(s2_dir, "export")
+  export_config = read_json(os.path.join(export_dir, "bert_config.json"))
+  assert export_config["num_hidden_layers"] == 2
+  export_names = {n for n, _ in tf.train.list_variables(os.path.join(export_dir,
+                                                                      "bert_model.ckpt"))}
+  assert "bert/encoder/layer_1/output/LayerNorm/gamma" in export_names
+  assert not any("suc_layer" in n or "adam" in n or "layer_2" in n for n in export_names)
+
+  # Reload the export as a plain 2-layer BERT: same metric, same predictions.
+  run_cli(common + ["--bert_config_file=" + os.path.join(export_dir, "bert_config.json"),
+                    "--output_dir=" + reload_dir, "--do_eval", "--do_predict", "--suc_layers=0",
+                    "--init_checkpoint=" + os.path.join(export_dir, "bert_model.ckpt")])
+  reload_eval = read_json(os.path.join(reload_dir, "eval_results.json"))
+  for key in ("accuracy", "f1") if task == "mrpc" else ("accuracy",):
+    assert reload_eval[key] == s2_eval[key], key
+  assert abs(reload_eval["eval_loss"] - s2_eval["eval_loss"]) < 1e-5
+  s2_pred = read_json(os.path.join(s2_dir, "test_results.json"))
+  reload_pred = read_json(os.path.join(reload_dir, "test_results.json"))
+  assert len(s2_pred) == 24
+  with open(os.path.join(s2_dir, "test_results.tsv")) as f:
+    tsv_rows = list(csv.reader(f, delimiter="\t"))
+  assert len(tsv_rows) == 24 and all(len(r) == 2 for r in tsv_rows)
+
+  def probs(records):
+    return np.array([[r["probabilities"][label] for label in ("0", "1")] for r in records])
+
+  np.testing.assert_allclose(probs(reload_pred), probs(s2_pred), atol=1e-5)
+
+  # The SavedModel gives the script's predictions for the same inputs.
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import tokenization  # pylint: disable=g-import-not-at-top
+  import training  # pylint: disable=g-import-not-at-top
+  processor = run_classifier.get_processor(task)
+  examples = processor.get_test_examples(data_dir)
+  features = run_classifier.convert_examples_to_features(
+      examples, processor.get_labels(), 64, tokenization.FullTokenizer(vocab, True))
+  sess, predict = training.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+  width = max(len(f["input_ids"]) for f in features)
+  ids = np.zeros((len(features), width), np.int32)
+  mask = np.zeros_like(ids)
+  segments = np.zeros_like(ids)
+  for i, f in enumerate(features):
+    n = len(f["input_ids"])
+    ids[i, :n], mask[i, :n], segments[i, :n] = f["input_ids"], 1, f["segment_ids"]
+  served = predict({"input_ids": ids, "input_mask": mask, "segment_ids": segments})
+  sess.close()
+  np.testing.assert_allclose(served["probabilities"], probs(s2_pred), atol=1e-5)
+  np.testing.assert_array_equal(served["predictions"], probs(s2_pred).argmax(axis=1))
+
+
+class _StopAfterFirstCheckpoint(Exception):
+  pass
+
+
+def test_resume_after_stop_ends_like_an_uninterrupted_run(shared_data_dir, tmp_path, tiny_model):
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import training  # pylint: disable=g-import-not-at-top
+  config, vocab = tiny_model
+  data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
+
+  def cfg(output_dir):
+    return training.RunConfig.from_defaults(
+        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
+        vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
+        train_batch_size=8, num_train_steps=6, save_checkpoints_steps=2, suc_layers=2,
+        scheduler_type="linear", replacing_rate=0.2, scheduler_linear_k=0.1, seed=5)
+
+  bert_config = training.check_run_config(cfg(str(tmp_path / "full")))
+
+  def train(output_dir, on_checkpoint=None):
+    c = cfg(output_dir)
+    processor = run_classifier.make_processor(c)
+    tokenizer = training.make_tokenizer(c)
+    examples = processor.get_train_examples(data_dir)
+    path, n = run_classifier.feature_cache(c, "train", examples, processor, tokenizer, False)
+    return training.train(c, bert_config, run_classifier.make_task(processor, []), path, n,
+                          on_checkpoint=on_checkpoint)
+
+  full = train(str(tmp_path / "full"))
+
+  def stop(step):
+    raise _StopAfterFirstCheckpoint(step)
+
+  with pytest.raises(_StopAfterFirstCheckpoint):
+    train(str(tmp_path / "resumed"), on_checkpoint=stop)
+  assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / "resumed"))) == "model.ckpt-2"
+  resumed = train(str(tmp_path / "resumed"))
+  assert resumed["global_step"] == full["global_step"] == 6
+  assert resumed["replace_rate"] == pytest.approx(full["replace_rate"]) == pytest.approx(0.8)
+  # A finished run started again does nothing more.
+  again = train(str(tmp_path / "resumed"))
+  assert again["global_step"] == 6 and again.get("resumed")
+
+
+def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
+  import training  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  lengths = rng.randint(3, 60, size=203)
+  features = [{"input_ids": list(range(1, n + 1)), "segment_ids": [0] * n, "example_index": [i]}
+              for i, n in enumerate(lengths)]
+  keys = ["input_ids", "segment_ids", "example_index"]
+  path = str(tmp_path / "f.tfrecord")
+  training.write_feature_tfrecord(path, features, keys)
+  for is_training in (False, True):
+    with tf.Graph().as_default():
+      batch = tf1.data.make_one_shot_iterator(training.make_dataset(
+          path, keys, [], batch_size=16, is_training=is_training, seed=1)).get_next()
+      seen = []
+      with tf1.Session() as sess:
+        for _ in range(13 if not is_training else 30):
+          try:
+            b = sess.run(batch)
+          except tf.errors.OutOfRangeError:
+            break
+          real = b["input_mask"].sum(axis=1)
+          # The batch is exactly as long as its longest example, and the mask marks real ids.
+          assert b["input_ids"].shape[1] == real.max()
+          for row, n, index in zip(b["input_ids"], real, b["example_index"][:, 0]):
+            assert n == lengths[index]
+            np.testing.assert_array_equal(row[:n], np.arange(1, n + 1))
+            assert not row[n:].any()
+          seen.extend(b["example_index"][:, 0].tolist())
+        if not is_training:
+          with pytest.raises(tf.errors.OutOfRangeError):
+            sess.run(batch)
+    if not is_training:
+      assert sorted(seen) == list(range(len(features)))  # every example exactly once
+    else:
+      assert len(seen) == 30 * 16  # training batches are full (the data repeats)
+
+
+def test_feature_cache_key_follows_vocab_length_and_data(tmp_path):
+  import training  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def build():
+    calls.append(1)
+    return [{"input_ids": [1, 2], "example_index": [0]}]
+
+  keys = ["input_ids", "example_index"]
+  base = {"examples": "a", "vocab": "v1", "max_seq_length": 128}
+  p1, _ = training.cached_features(str(tmp_path), "train", base, build, keys)
+  p2, _ = training.cached_features(str(tmp_path), "train", dict(base), build, keys)
+  assert p1 == p2 and len(calls) == 1  # reused
+  for change in ({"vocab": "v2"}, {"max_seq_length": 64}, {"examples": "b"}):
+    p, _ = training.cached_features(str(tmp_path), "train", dict(base, **change), build, keys)
+    assert p != p1
+  assert len(calls) == 4
