@@ -637,10 +637,7 @@ def test_regression_and_unlabeled_features():
 
 
 def test_features_with_full_tokenizer(tmp_path):
-  try:
-    import tokenization  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    pytest.skip("tokenization.py is not in the repository yet")
+  import tokenization  # pylint: disable=g-import-not-at-top
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "un",
            "##want", "##ed", ",", "."]
   vocab_file = _write(tmp_path / "vocab.txt", "".join(t + "\n" for t in vocab))

@@ -1,0 +1,278 @@
+"""Quality benchmark: does the 3-layer successor keep the 6-layer predecessor's dev metric?
+
+For each task and seed, with the embedded all-MiniLM-L6-v2 as the pretrained start:
+  predecessor      fine-tune all 6 layers;
+  theseus_const    stage 1 (constant p = 0.5) + stage 2, 6 -> 3 layers;
+  theseus_linear   stage 1 with a linear schedule that reaches p = 1 (one-stage, the official recipe);
+  theseus_linear2  theseus_linear + stage 2;
+  truncation       the predecessor's first 3 layers (+ embeddings, pooler, head) fine-tuned
+                   directly, with the stage 1 + stage 2 budget in updates.
+Every run is the real run_classifier.py command line with --evaluate_during_training, so the dev
+metric is recorded at every checkpoint (eval_history.jsonl). The table reports the metric of the
+*final* checkpoint of each method (no selection on dev), mean and standard deviation over seeds,
+and retention = successor / predecessor. A PNG per task plots the dev metric against updates, with
+the replace rate on a second axis.
+
+  python benchmarks/quality.py --tasks=mrpc,sst-2,rte --seeds=1,2,3
+  python benchmarks/quality.py --tasks=mrpc --seeds=1 --max_train_examples=1000   # a quick look
+
+Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
+started again. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+TASK_DIRS = {"mrpc": "MRPC", "sst-2": "SST-2", "rte": "RTE"}
+METHODS = ("predecessor", "theseus_const", "theseus_linear", "theseus_linear2", "truncation")
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--tasks", default="mrpc,sst-2,rte")
+  p.add_argument("--seeds", default="1,2,3")
+  p.add_argument("--glue_dir", default=os.path.join(REPO, os.pardir, "shared", "data", "glue"))
+  p.add_argument("--work_dir", default=os.path.join(REPO, "runs", "quality"))
+  p.add_argument("--max_train_examples", type=int, default=0, help="0: the full training set")
+  p.add_argument("--predecessor_epochs", type=float, default=3.0)
+  p.add_argument("--stage1_epochs", type=float, default=3.0)
+  p.add_argument("--stage2_epochs", type=float, default=2.0)
+  p.add_argument("--learning_rate", type=float, default=5e-5)
+  p.add_argument("--stage2_learning_rate", type=float, default=3e-5)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--max_seq_length", type=int, default=128)
+  p.add_argument("--evals_per_run", type=int, default=6, help="dev evaluations per run")
+  p.add_argument("--linear_start", type=float, default=0.3)
+  p.add_argument("--linear_reach_fraction", type=float, default=0.6,
+                 help="the linear schedule reaches p = 1 after this fraction of stage 1")
+  return p.parse_args()
+
+
+def run_classifier(args_list, log_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  with open(log_path, "a") as log:
+    code = subprocess.call([sys.executable, os.path.join(REPO, "run_classifier.py")] + args_list,
+                           cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+  if code != 0:
+    raise SystemExit("run failed (exit %d), see %s" % (code, log_path))
+
+
+def read_history(run_dir):
+  """[(global_step, metrics)] from a run's eval_history.jsonl (last entry per step wins)."""
+  by_step = {}
+  with open(os.path.join(run_dir, "eval_history.jsonl")) as f:
+    for line in f:
+      m = json.loads(line)
+      by_step[int(m["global_step"])] = m
+  return sorted(by_step.items())
+
+
+def num_updates(num_examples, epochs, batch_size):
+  return max(1, int(np.ceil(num_examples * epochs / batch_size)))
+
+
+def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
+  """Writes the first `keep_layers` layers of a BERT checkpoint (+ everything outside the
+  encoder, optimizer slots dropped) as a plain BERT with num_hidden_layers = keep_layers."""
+  import re  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf1 = tf.compat.v1
+  done = os.path.join(out_dir, "bert_model.ckpt.index")
+  if os.path.exists(done):
+    return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
+  os.makedirs(out_dir, exist_ok=True)
+  reader = tf.train.load_checkpoint(src_ckpt)
+  values = {}
+  for name in reader.get_variable_to_shape_map():
+    if "adam_" in name or name == "global_step":
+      continue
+    m = re.match(r"^bert/encoder/layer_(\d+)/", name)
+    if m and int(m.group(1)) >= keep_layers:
+      continue
+    values[name] = reader.get_tensor(name)
+  with tf.Graph().as_default():
+    variables = [tf1.get_variable(n, initializer=v) for n, v in sorted(values.items())]
+    saver = tf1.train.Saver(variables)
+    with tf1.Session() as sess:
+      sess.run(tf1.variables_initializer(variables))
+      saver.save(sess, os.path.join(out_dir, "bert_model.ckpt"), write_meta_graph=False)
+  with open(src_config) as f:
+    config = json.load(f)
+  config["num_hidden_layers"] = keep_layers
+  with open(os.path.join(out_dir, "bert_config.json"), "w") as f:
+    json.dump(config, f, indent=2)
+  return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
+
+
+def run_task_seed(args, task, seed, model, num_examples):
+  """Runs every method for one task and seed; returns {method: (history, offset_steps)}."""
+  import run_classifier as rc  # pylint: disable=g-import-not-at-top
+  main_metric = rc.get_processor(task).main_metric
+  base = os.path.join(args.work_dir, task, "seed%d" % seed)
+  os.makedirs(base, exist_ok=True)
+  data_dir = os.path.join(args.glue_dir, TASK_DIRS[task])
+  pred_steps = num_updates(num_examples, args.predecessor_epochs, args.batch_size)
+  s1_steps = num_updates(num_examples, args.stage1_epochs, args.batch_size)
+  s2_steps = num_updates(num_examples, args.stage2_epochs, args.batch_size)
+
+  def common(steps):
+    return ["--task_name=" + task, "--data_dir=" + data_dir, "--vocab_file=" + model.vocab_file,
+            "--max_seq_length=%d" % args.max_seq_length,
+            "--train_batch_size=%d" % args.batch_size, "--eval_batch_size=64",
+            "--seed=%d" % seed, "--do_train", "--evaluate_during_training",
+            "--num_train_steps=%d" % steps, "--log_every_n_steps=50",
+            "--save_checkpoints_steps=%d" % max(1, steps // args.evals_per_run),
+            "--max_train_examples=%d" % args.max_train_examples]
+
+  def final_ckpt(run_dir):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.train.latest_checkpoint(run_dir)
+
+  runs = {}
+  t0 = time.time()
+  pred = os.path.join(base, "predecessor")
+  run_classifier(common(pred_steps) + [
+      "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + model.init_checkpoint,
+      "--output_dir=" + pred, "--learning_rate=%g" % args.learning_rate], pred + ".log")
+  runs["predecessor"] = (read_history(pred), 0)
+  pred_ckpt = final_ckpt(pred)
+
+  k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction * s1_steps)
+  stage1 = {"theseus_const": ["--scheduler_type=constant", "--replacing_rate=0.5"],
+            "theseus_linear": ["--scheduler_type=linear", "--replacing_rate=%g" % args.linear_start,
+                               "--scheduler_linear_k=%g" % k]}
+  for method, flags in stage1.items():
+    s1 = os.path.join(base, method + "_stage1")
+    run_classifier(common(s1_steps) + flags + [
+        "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + pred_ckpt,
+        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate],
+                   s1 + ".log")
+    if method == "theseus_linear":
+      runs["theseus_linear"] = (read_history(s1), 0)
+    s2 = os.path.join(base, method + "_stage2")
+    run_classifier(common(s2_steps) + [
+        "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + final_ckpt(s1),
+        "--output_dir=" + s2, "--suc_layers=3", "--finetune_suc",
+        "--learning_rate=%g" % args.stage2_learning_rate], s2 + ".log")
+    name = "theseus_const" if method == "theseus_const" else "theseus_linear2"
+    runs[name] = (read_history(s1) + read_history(s2), s1_steps)
+
+  trunc_ckpt, trunc_config = truncate_checkpoint(pred_ckpt, model.bert_config_file, 3,
+                                                 os.path.join(base, "truncated_init"))
+  trunc = os.path.join(base, "truncation")
+  run_classifier(common(s1_steps + s2_steps) + [
+      "--bert_config_file=" + trunc_config, "--init_checkpoint=" + trunc_ckpt,
+      "--output_dir=" + trunc, "--learning_rate=%g" % args.learning_rate], trunc + ".log")
+  runs["truncation"] = (read_history(trunc), 0)
+  print("  %s seed %d: all methods in %.0fs" % (task, seed, time.time() - t0), flush=True)
+  schedule = {"s1_steps": s1_steps, "s2_steps": s2_steps, "linear_k": k,
+              "linear_start": args.linear_start}
+  return runs, main_metric, schedule
+
+
+def final_metric(history, main_metric, split_at=None):
+  """The metric of the last evaluation (for two-stage histories: of the stage-2 run)."""
+  return history[-1][1][main_metric]
+
+
+def plot_task(task, per_seed, main_metric, schedule, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(8, 5))
+  runs = per_seed[0]
+  for method in METHODS:
+    if method not in runs:
+      continue
+    history, _ = runs[method]
+    steps, values, offset = [], [], 0
+    last = -1
+    for step, metrics in history:
+      if step <= last and method in ("theseus_const", "theseus_linear2"):
+        offset = schedule["s1_steps"]  # the stage-2 part restarts its step count
+      last = step
+      steps.append(step + offset)
+      values.append(metrics[main_metric])
+    ax.plot(steps, values, marker="o", label=method)
+  ax.set_xlabel("updates (stage 2 continues after stage 1)")
+  ax.set_ylabel("dev " + main_metric)
+  ax2 = ax.twinx()
+  x = np.arange(0, schedule["s1_steps"] + schedule["s2_steps"] + 1)
+  const = np.where(x <= schedule["s1_steps"], 0.5, 1.0)
+  linear = np.minimum(1.0, schedule["linear_start"] + schedule["linear_k"] * x)
+  ax2.plot(x, const, "k:", alpha=0.5, label="replace rate (const)")
+  ax2.plot(x, linear, "k--", alpha=0.5, label="replace rate (linear)")
+  ax2.set_ylabel("replace rate p")
+  ax2.set_ylim(0, 1.05)
+  lines = ax.get_legend_handles_labels()
+  lines2 = ax2.get_legend_handles_labels()
+  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
+  ax.set_title("%s (seed of the first run); successors are 3 layers, predecessor 6" % task)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main():
+  args = parse_args()
+  import convert_checkpoint  # pylint: disable=g-import-not-at-top
+  import run_classifier as rc  # pylint: disable=g-import-not-at-top
+  model = convert_checkpoint.convert_embedded_default()
+  os.makedirs(args.work_dir, exist_ok=True)
+  tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+  seeds = [int(s) for s in args.seeds.split(",")]
+  results = {}
+  for task in tasks:
+    processor = rc.get_processor(task)
+    n = len(processor.get_train_examples(os.path.join(args.glue_dir, TASK_DIRS[task])))
+    if args.max_train_examples:
+      n = min(n, args.max_train_examples)
+    per_seed, table = [], {m: [] for m in METHODS}
+    for seed in seeds:
+      runs, main_metric, schedule = run_task_seed(args, task, seed, model, n)
+      per_seed.append(runs)
+      for method, (history, _) in runs.items():
+        table[method].append(final_metric(history, main_metric))
+    extra = {}
+    if task == "mrpc":  # report accuracy too
+      for method in METHODS:
+        extra[method] = [r[method][0][-1][1]["accuracy"] for r in per_seed]
+    plot_task(task, per_seed, main_metric, schedule,
+              os.path.join(args.work_dir, "quality_%s.png" % task))
+    results[task] = {"metric": main_metric, "train_examples": n, "values": table,
+                     "accuracy_values": extra, "schedule": schedule}
+  with open(os.path.join(args.work_dir, "quality.json"), "w") as f:
+    json.dump(results, f, indent=1)
+
+  for task, r in results.items():
+    pred = np.mean(r["values"]["predecessor"])
+    print("\n%s: dev %s, final checkpoint, %d train examples, seeds %s" % (
+        task, r["metric"], r["train_examples"], args.seeds))
+    print("%-18s %8s %8s %10s" % ("method", "mean", "std", "retention"))
+    for method in METHODS:
+      v = np.array(r["values"][method])
+      print("%-18s %8.4f %8.4f %9.1f%%" % (method, v.mean(), v.std(), 100 * v.mean() / pred))
+    if r["accuracy_values"]:
+      pred_acc = np.mean(r["accuracy_values"]["predecessor"])
+      for method in METHODS:
+        v = np.array(r["accuracy_values"][method])
+        print("%-18s acc %8.4f %8.4f %9.1f%%" % (method, v.mean(), v.std(),
+                                                 100 * v.mean() / pred_acc))
+
+
+if __name__ == "__main__":
+  main()
