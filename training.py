@@ -95,8 +95,18 @@ class TrainingError(RuntimeError):
 # ----------------------------------------------------------------------------------------------
 # Flags shared by run_classifier.py and run_ner_mrc.py.
 
+_common_flags_defined = False
+
+
 def define_common_flags():
-  """Defines the flags both scripts share (google-research/bert names where they overlap)."""
+  """Defines the flags both scripts share (google-research/bert names where they overlap).
+
+  A second call (both scripts imported in one process, e.g. by pytest) does nothing.
+  """
+  global _common_flags_defined
+  if _common_flags_defined:
+    return
+  _common_flags_defined = True
   f = flags
   f.DEFINE_string("data_dir", None, "Directory with the task's data files.")
   f.DEFINE_string("bert_config_file", None, "bert_config.json of the predecessor (L layers).")
@@ -323,25 +333,40 @@ def cache_key(parts):
   return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _remove_quietly(path):
+  try:
+    os.remove(path)
+  except OSError:
+    pass
+
+
 def atomic_write_text(path, text):
   tmp = "%s.tmp-%d" % (path, os.getpid())
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    _remove_quietly(tmp)  # e.g. a full disk: no half-written file is left behind
+    raise
 
 
 def write_feature_tfrecord(path, features, int_keys, float_keys=()):
   """Writes feature dicts (variable-length lists) to a TFRecord file via a temporary name."""
   tmp = "%s.tmp-%d" % (path, os.getpid())
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for feature in features:
-      out = collections.OrderedDict()
-      for key in int_keys:
-        out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
-      for key in float_keys:
-        out[key] = tf.train.Feature(float_list=tf.train.FloatList(value=list(feature[key])))
-      writer.write(tf.train.Example(features=tf.train.Features(feature=out)).SerializeToString())
-  os.replace(tmp, path)
+  try:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for feature in features:
+        out = collections.OrderedDict()
+        for key in int_keys:
+          out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
+        for key in float_keys:
+          out[key] = tf.train.Feature(float_list=tf.train.FloatList(value=list(feature[key])))
+        writer.write(tf.train.Example(features=tf.train.Features(feature=out)).SerializeToString())
+    os.replace(tmp, path)
+  except BaseException:
+    _remove_quietly(tmp)
+    raise
 
 
 def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(),
@@ -369,9 +394,13 @@ def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(
   features = build_fn()
   if sort_by_length:
     features = sorted(features, key=lambda ft: len(ft["input_ids"]))
-  write_feature_tfrecord(path, features, int_keys, float_keys)
-  atomic_write_text(meta_path, json.dumps({"num_features": len(features), "key": key_parts},
-                                          default=str, indent=1))
+  try:
+    write_feature_tfrecord(path, features, int_keys, float_keys)
+    atomic_write_text(meta_path, json.dumps({"num_features": len(features), "key": key_parts},
+                                            default=str, indent=1))
+  except (OSError, tf.errors.OpError) as e:  # a full disk, an unwritable cache_dir
+    raise TrainingError("could not write the %s feature cache %s (%s)"
+                        % (name, path, _short_error(e)))
   logging.info("Wrote %d %s features to %s in %.1fs", len(features), name, path,
                time.time() - start)
   return path, len(features)
@@ -615,6 +644,13 @@ def _short_error(e):
   return (useful or lines or [type(e).__name__])[0]
 
 
+def _kept_checkpoint(output_dir):
+  latest = find_latest_checkpoint(output_dir)
+  if latest:
+    return "The last good checkpoint is kept: %s" % latest
+  return "No checkpoint had been written yet."
+
+
 def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None,
           on_checkpoint=None):
   """The session training loop for every stage.
@@ -717,8 +753,7 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
   def save(step):
     if not sess.run(weights_finite):
       raise TrainingError("weights are NaN / Inf after the update of step %d; stopping without "
-                          "saving it. The last good checkpoint is kept: %s"
-                          % (step, find_latest_checkpoint(cfg.output_dir)))
+                          "saving it. %s" % (step, _kept_checkpoint(cfg.output_dir)))
     try:
       path = saver.save(sess, ckpt_prefix, global_step=step)
     except (tf.errors.OpError, OSError) as e:
@@ -728,9 +763,9 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
           shutil.rmtree(partial, ignore_errors=True)
         else:
           os.remove(partial)
-      raise TrainingError("step %d: could not write checkpoint in %s (%s). The last good checkpoint "
-                          "is kept: %s" % (step, cfg.output_dir, _short_error(e),
-                                           find_latest_checkpoint(cfg.output_dir)))
+      raise TrainingError("step %d: could not write checkpoint in %s (%s). %s"
+                          % (step, cfg.output_dir, _short_error(e),
+                             _kept_checkpoint(cfg.output_dir)))
     logging.info("Saved checkpoint %s", path)
     return path
 
@@ -775,8 +810,8 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
       # global_step is read concurrently with the update; take the settled value.
       new_step = int(sess.run(global_step))
       if not np.isfinite(out["loss"]):
-        raise TrainingError("loss is %s at step %d; stopping. The last good checkpoint is kept: %s"
-                            % (out["loss"], new_step, find_latest_checkpoint(cfg.output_dir)))
+        raise TrainingError("loss is %s at step %d; stopping. %s"
+                            % (out["loss"], new_step, _kept_checkpoint(cfg.output_dir)))
       window["loss"] += float(out["loss"])
       window["n"] += 1
       window["examples"] += int(out["examples"])
@@ -943,5 +978,14 @@ def run_main(main_fn, argv):
     os._exit(2)
   except TrainingError as e:
     sys.stderr.write("error: %s\n" % e)
+    sys.stderr.flush()
+    os._exit(1)
+  except (OSError, tf.errors.OpError) as e:
+    # Any other failed read / write (a full disk during export, ...): the traceback for a bug
+    # report, then the one line that says what went wrong.
+    import traceback  # pylint: disable=g-import-not-at-top
+    traceback.print_exc()
+    sys.stderr.write("error: %s\n" % (" ".join(str(e).split()) if isinstance(e, OSError)
+                                       else _short_error(e)))
     sys.stderr.flush()
     os._exit(1)
