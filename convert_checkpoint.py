@@ -31,7 +31,7 @@ moved into place at the end, so a crash never leaves half-written outputs.
 
 Bad input raises `ConversionError` (a ValueError) with a one-line message that
 names the file and the problem; the command line prints `error: <message>` to
-stderr and exits with status 1.
+stderr and exits with status 2 (as run_classifier.py and run_ner_mrc.py do).
 """
 
 from __future__ import absolute_import
@@ -53,6 +53,7 @@ from absl import logging
 import numpy as np
 import safetensors.numpy
 
+import training
 from training import InputDataError
 
 # TensorFlow is imported lazily (`_tf()`): input validation, which needs only
@@ -1195,18 +1196,16 @@ def run(mode, hf_dir=None, tf_checkpoint=None, bert_config_file=None,
 
 
 def main(argv):
-  if len(argv) > 1:
-    print("error: unexpected arguments: %s" % " ".join(argv[1:]),
-          file=sys.stderr)
-    sys.exit(1)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  try:
+
+  def convert(argv):
+    if len(argv) > 1:
+      raise InputDataError("unexpected arguments: %s" % " ".join(argv[1:]))
     run(FLAGS.mode, FLAGS.hf_dir, FLAGS.tf_checkpoint, FLAGS.bert_config_file,
         FLAGS.vocab_file, FLAGS.label_names, FLAGS.do_lower_case,
         FLAGS.output_dir, FLAGS.force)
-  except (InputDataError, OSError) as e:
-    print("error: %s" % " ".join(str(e).split("\n")), file=sys.stderr)
-    sys.exit(1)
+
+  training.run_main(convert, argv)
 
 
 if __name__ == "__main__":

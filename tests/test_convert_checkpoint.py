@@ -418,7 +418,7 @@ def test_cli_errors_are_one_line(small_hf_dir, tmp_path):
   out = str(tmp_path / "out")
   os.remove(small_hf_dir / "model.safetensors")
   proc = _run_cli("--mode=hf_to_tf", "--hf_dir=%s" % small_hf_dir, "--output_dir=%s" % out)
-  assert proc.returncode == 1, proc.stderr
+  assert proc.returncode == 2, proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1, proc.stderr
   assert proc.stderr.rstrip("\n").splitlines()[-1] == errors[0]
@@ -427,7 +427,7 @@ def test_cli_errors_are_one_line(small_hf_dir, tmp_path):
   assert not os.path.exists(out)
 
   proc = _run_cli("--mode=tf_to_hf", "--output_dir=%s" % out)
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
       "error: --tf_checkpoint is required with --mode=tf_to_hf")
 

@@ -525,7 +525,7 @@ def test_unwritable_output_dir_read_only_mount(world, tmp_path):
 
 
 def test_converter_bad_input(world, tmp_path):
-  # The converter's command line prints the same one-line error (exit code 1); its subprocess
+  # The converter's command line prints the same one-line error (exit code 2); its subprocess
   # tests are in test_convert_checkpoint.py (test_cli_errors_are_one_line).
   import convert_checkpoint as cc  # pylint: disable=g-import-not-at-top
   config = _write_json(tmp_path / "bert_config.json",
