@@ -946,3 +946,345 @@ def write_bio_predictions(path, sentences, pred_tags, fmt):
 
 
 # ---- Training, evaluation and export (main) below ----
+#
+# The command line: the same stages and shared flags as run_classifier.py (training.py), plus
+# --data_format, --query_file, --train_file / --dev_file / --test_file (defaults per format),
+# --doc_stride, --max_span_length, --span_threshold, --loss / --focal_gamma and
+# --write_probabilities. --max_train_examples / --max_eval_examples count sentences.
+#
+#   python run_ner_mrc.py --flagfile=configs/ner_conll2003.flags --data_dir=DATA \
+#     --bert_config_file=CFG --vocab_file=VOCAB --init_checkpoint=CKPT --output_dir=OUT \
+#     --do_train --do_eval [--suc_layers=n [--finetune_suc]] [--do_predict] [--do_export]
+#
+# Outputs in --output_dir: eval_results.{txt,json} (entity P/R/F1, micro and per type as
+# f1_<TYPE> ...), eval_predictions.{txt,json}; with --do_predict test_predictions.txt (the input's
+# layout: `token TAG` lines for conll2003, `char<TAB>TAG` for char_bio, tokens line + tags line
+# for chars_tags_lines), test_predictions.json (tokens, tags, entities) and, when the test file
+# has gold entities, test_results.{txt,json}; with --do_export <export_dir> holds the plain
+# n-layer BERT + `mrc/start_end` head, a SavedModel (inputs input_ids / input_mask / segment_ids,
+# outputs start_probs / end_probs [batch, length]), ner_queries.json and ner_task.json.
+
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+tf1 = tf.compat.v1
+FLAGS = flags.FLAGS
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# Bumped whenever convert_sentences_to_features changes its output: old caches are rebuilt.
+FEATURES_VERSION = 1
+
+# Per input format: default file names (relative to --data_dir) and query map.
+# MSRA has no dev split, so its dev set defaults to the test file (as published MSRA results do).
+DEFAULT_FILES = {
+    "conll2003": {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"},
+    "char_bio": {"train": "train_data", "dev": "test_data", "test": "test_data"},
+    "chars_tags_lines": {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"},
+}
+DEFAULT_QUERY_FILES = {
+    "conll2003": os.path.join("configs", "ner_queries_conll2003.json"),
+    "char_bio": os.path.join("configs", "ner_queries_msra.json"),
+    "chars_tags_lines": os.path.join("configs", "ner_queries_msra.json"),
+}
+
+# Outputs of the head (and of the SavedModel): per-position sigmoid probabilities [B, T].
+OUTPUT_KEYS = ("start_probs", "end_probs")
+
+training.define_common_flags()
+flags.DEFINE_enum("data_format", "conll2003", list(DATA_FORMATS),
+                  "Layout of the data files (and of the written predictions): conll2003 "
+                  "(`token POS chunk NER`), char_bio (`char<TAB>TAG`, MSRA) or chars_tags_lines "
+                  "(a characters line, then its tags line).")
+flags.DEFINE_string("query_file", None,
+                    "JSON object entity type -> query text (default: "
+                    "configs/ner_queries_conll2003.json for conll2003, "
+                    "configs/ner_queries_msra.json for the Chinese formats).")
+flags.DEFINE_string("train_file", None, "Training file in --data_dir (default per format: "
+                    "conll2003 train.txt, char_bio train_data, chars_tags_lines train.txt).")
+flags.DEFINE_string("dev_file", None, "Dev file in --data_dir (default per format: conll2003 "
+                    "valid.txt, char_bio test_data (MSRA has no dev split), chars_tags_lines "
+                    "dev.txt).")
+flags.DEFINE_string("test_file", None, "Test file in --data_dir for --do_predict (default per "
+                    "format: conll2003 test.txt, char_bio test_data, chars_tags_lines test.txt).")
+flags.DEFINE_integer("doc_stride", 32, "Words from one window start to the next when a sentence "
+                     "does not fit in max_seq_length after the query.")
+flags.DEFINE_integer("max_span_length", 0, "The most words (characters) of a decoded entity "
+                     "(0: no limit).")
+flags.DEFINE_float("span_threshold", 0.5, "Probability above which a word is a start / end.")
+flags.DEFINE_enum("loss", "ce", list(LOSS_TYPES), "Pointer loss: sigmoid cross-entropy or focal.")
+flags.DEFINE_float("focal_gamma", 2.0, "Exponent of the focal loss (--loss=focal; 0 = ce).")
+flags.DEFINE_bool("write_probabilities", False,
+                  "--do_predict: also write test_probabilities.npz (every feature's input_ids, "
+                  "segment_ids and start/end probabilities).")
+
+
+def check_ner_config(cfg):
+  """Validates the NER flags; fills in the per-format defaults of the file and query flags."""
+  if cfg.data_format not in DATA_FORMATS:
+    raise training.InputDataError("--data_format must be one of %s, got %r"
+                                  % (", ".join(DATA_FORMATS), cfg.data_format))
+  if cfg.doc_stride < 1:
+    raise training.InputDataError("--doc_stride must be >= 1, got %d" % cfg.doc_stride)
+  if cfg.max_span_length < 0:
+    raise training.InputDataError("--max_span_length must be >= 0, got %d" % cfg.max_span_length)
+  if not 0.0 < cfg.span_threshold < 1.0:
+    raise training.InputDataError("--span_threshold must be in (0, 1), got %r"
+                                  % cfg.span_threshold)
+  if cfg.loss not in LOSS_TYPES:
+    raise training.InputDataError("--loss must be one of %s, got %r" % (", ".join(LOSS_TYPES),
+                                                                       cfg.loss))
+  if cfg.focal_gamma < 0:
+    raise training.InputDataError("--focal_gamma must be >= 0, got %r" % cfg.focal_gamma)
+  if cfg.skip_bad_rows:
+    logging.warning("--skip_bad_rows has no effect on NER files: a malformed line is an error")
+  for split in ("train", "dev", "test"):
+    name = "%s_file" % split
+    if not getattr(cfg, name):
+      setattr(cfg, name, DEFAULT_FILES[cfg.data_format][split])
+  if not cfg.query_file:
+    cfg.query_file = os.path.join(REPO_DIR, DEFAULT_QUERY_FILES[cfg.data_format])
+
+
+def data_path(cfg, split):
+  """The file of `split` ("train", "dev", "test"): --<split>_file, relative to --data_dir."""
+  return os.path.join(cfg.data_dir or "", getattr(cfg, "%s_file" % split))
+
+
+def read_split(cfg, split, queries, limit=0):
+  """Reads a data file, keeps the first `limit` sentences (0: all), checks the entity types."""
+  path = data_path(cfg, split)
+  sentences, _ = read_ner_file(path, cfg.data_format)
+  if limit:
+    sentences = sentences[:limit]
+  check_entity_types(sentences, list(queries), path)
+  return sentences
+
+
+def sentences_fingerprint(sentences):
+  """sha1 over tokens and tags: a changed data file (or slice) rebuilds the feature cache."""
+  h = hashlib.sha1()
+  for sentence in sentences:
+    h.update(json.dumps([sentence.tokens, sentence.tags], ensure_ascii=False).encode("utf-8"))
+    h.update(b"\n")
+  return h.hexdigest()
+
+
+def flatten_metrics(metrics):
+  """Adds precision_X / recall_X / f1_X / support_X for every entity type X (kept nested too)."""
+  out = dict(metrics)
+  for entity_type, values in metrics.get("per_type", {}).items():
+    for key in ("precision", "recall", "f1", "support"):
+      out["%s_%s" % (key, entity_type)] = values[key]
+  out["main_metric"] = "f1"
+  return out
+
+
+def decode_rows(cfg, sentences, metas, rows, entity_types):
+  """BIO tags per sentence from the Evaluator's rows (one per feature, in feature_index order)."""
+  if len(rows) != len(metas):
+    raise training.TrainingError("evaluation saw %d of %d features" % (len(rows), len(metas)))
+  return decode_sentence_predictions(
+      sentences, metas, [r["start_probs"] for r in rows], [r["end_probs"] for r in rows],
+      threshold=cfg.span_threshold, max_span_length=cfg.max_span_length or None,
+      entity_types=entity_types)
+
+
+def make_task(cfg, sentences, metas, entity_types):
+  """The TaskSpec of NER-as-MRC for the shared loop.
+
+  `sentences` / `metas` are those of the set `evaluate` scores (empty when nothing is scored).
+  """
+
+  def build_head(model, features, is_training):
+    start_logits, end_logits, loss = create_mrc_head(
+        model.get_sequence_output(), features.get("context_mask"),
+        start_labels=features.get("start_labels"), end_labels=features.get("end_labels"),
+        loss_type=cfg.loss, focal_gamma=cfg.focal_gamma,
+        dropout_prob=0.1 if is_training else 0.0)
+    outputs = {"start_probs": tf.sigmoid(start_logits), "end_probs": tf.sigmoid(end_logits)}
+    return loss, outputs
+
+  def evaluate(rows):
+    pred_tags = decode_rows(cfg, sentences, metas, rows, entity_types)
+    return flatten_metrics(ner_metrics([s.tags for s in sentences], pred_tags))
+
+  def serving_outputs(outputs):
+    return {k: outputs[k] for k in OUTPUT_KEYS}
+
+  # input_mask is not stored: make_dataset rebuilds it from input_ids.
+  int_keys = [k for k in FEATURE_KEYS if k != "input_mask"]
+  return training.TaskSpec(
+      int_keys=int_keys, float_keys=[], index_key="feature_index", build_head=build_head,
+      evaluate=evaluate, serving_outputs=serving_outputs, head_variable_regex=r"^mrc/",
+      sequence_output_keys=OUTPUT_KEYS)
+
+
+def feature_cache(cfg, name, sentences, queries, tokenizer, sort_by_length, with_metas):
+  """(tfrecord path, number of features, (features, metas) or None) of `sentences`.
+
+  The TFRecord cache is keyed by content (sentences, vocab, lower-casing, max_seq_length,
+  doc_stride, queries).
+
+  The FeatureMetas decoding needs are python-side and cheap: with `with_metas` they are rebuilt
+  (deterministically, so they match the cached records); training skips them.
+  """
+  key = {"name": name, "sentences": sentences_fingerprint(sentences),
+         "vocab": training.file_fingerprint(cfg.spm_model_file or cfg.vocab_file),
+         "do_lower_case": cfg.do_lower_case, "max_seq_length": cfg.max_seq_length,
+         "doc_stride": cfg.doc_stride, "queries": json.dumps(queries, ensure_ascii=False),
+         "features_version": FEATURES_VERSION}
+  built = {}
+
+  def convert():
+    if "features" not in built:
+      built["features"], built["metas"] = convert_sentences_to_features(
+          sentences, queries, tokenizer, cfg.max_seq_length, cfg.doc_stride)
+    return built["features"]
+
+  if with_metas:
+    convert()
+  task = make_task(cfg, [], [], list(queries))
+  path, n = training.cached_features(cfg.cache_dir, name, key, convert, task.int_keys,
+                                     task.float_keys, sort_by_length=sort_by_length)
+  if not with_metas:
+    return path, n, None
+  if len(built["metas"]) != n:
+    raise training.TrainingError("feature cache %s holds %d features but the data gives %d; "
+                                 "delete it" % (path, n, len(built["metas"])))
+  return path, n, (built["features"], built["metas"])
+
+
+def infer(cfg, bert_config, name, sentences, queries, tokenizer, checkpoint, batch_size):
+  """Runs the successor-only graph over a set.
+
+  Returns (rows ordered by feature_index, features, metas, mean loss, seconds).
+  """
+  path, _, (features, metas) = feature_cache(cfg, name, sentences, queries, tokenizer, True, True)
+  task = make_task(cfg, sentences, metas, list(queries))
+  evaluator = training.Evaluator(cfg, bert_config, task, path, batch_size)
+  evaluator.restore(checkpoint)
+  rows, loss, seconds = evaluator.run()
+  return rows, features, metas, loss, seconds
+
+
+def write_predictions(cfg, prefix, sentences, pred_tags):
+  """<prefix>_predictions.txt in the input's format and <prefix>_predictions.json."""
+  text_path = os.path.join(cfg.output_dir, "%s_predictions.txt" % prefix)
+  write_bio_predictions(text_path, sentences, pred_tags, cfg.data_format)
+  joiner = " " if cfg.data_format == "conll2003" else ""
+  records = []
+  for sentence, tags in zip(sentences, pred_tags):
+    records.append({
+        "source_line": sentence.source_line, "tokens": sentence.tokens, "tags": tags,
+        "entities": [{"type": t, "start": s, "end": e,
+                      "text": joiner.join(sentence.tokens[s:e + 1])}
+                     for t, s, e in bio_to_spans(tags)]})
+  training.atomic_write_text(os.path.join(cfg.output_dir, "%s_predictions.json" % prefix),
+                             json.dumps(records, ensure_ascii=False, indent=0) + "\n")
+  logging.info("Wrote predictions of %d sentences to %s", len(sentences), text_path)
+  return text_path
+
+
+def write_probabilities(path, features, metas, rows):
+  """Writes an .npz of flat arrays, features in feature_index order, each `lengths[i]` long.
+
+  Keys: lengths, feature_index, sentence_index, entity_type, input_ids, segment_ids,
+  start_probs, end_probs (the last four concatenated over the features).
+  """
+  lengths = np.array([len(r["start_probs"]) for r in rows], dtype=np.int64)
+  np.savez(path, lengths=lengths,
+           feature_index=np.array([m.feature_index for m in metas], dtype=np.int64),
+           sentence_index=np.array([m.sentence_index for m in metas], dtype=np.int64),
+           entity_type=np.array([m.entity_type for m in metas]),
+           input_ids=np.concatenate([f["input_ids"] for f in features]).astype(np.int32),
+           segment_ids=np.concatenate([f["segment_ids"] for f in features]).astype(np.int32),
+           start_probs=np.concatenate([r["start_probs"] for r in rows]).astype(np.float32),
+           end_probs=np.concatenate([r["end_probs"] for r in rows]).astype(np.float32))
+
+
+def run(cfg):
+  """Train / evaluate / predict / export as the flags say. Returns a dict of results."""
+  check_ner_config(cfg)
+  bert_config = training.check_run_config(cfg)
+  queries = load_queries(cfg.query_file)
+  entity_types = list(queries)
+  tokenizer = training.make_tokenizer(cfg)
+  results = {}
+  # Read (and validate) every data file before any long work.
+  train_sentences = (read_split(cfg, "train", queries, cfg.max_train_examples)
+                     if cfg.do_train else None)
+  dev_sentences = None
+  if cfg.do_eval or (cfg.do_train and cfg.evaluate_during_training):
+    dev_sentences = read_split(cfg, "dev", queries, cfg.max_eval_examples)
+  test_sentences = read_split(cfg, "test", queries) if cfg.do_predict else None
+
+  if cfg.do_train:
+    train_path, n, _ = feature_cache(cfg, "train", train_sentences, queries, tokenizer, False,
+                                     False)
+    eval_path, dev_metas = None, []
+    if cfg.evaluate_during_training:
+      eval_path, _, (_, dev_metas) = feature_cache(cfg, "dev", dev_sentences, queries, tokenizer,
+                                                   True, True)
+    task = make_task(cfg, dev_sentences or [], dev_metas, entity_types)
+    results["train"] = training.train(cfg, bert_config, task, train_path, n, eval_path)
+
+  checkpoint = None
+  if cfg.do_eval or cfg.do_predict or cfg.do_export:
+    checkpoint = training.checkpoint_for_inference(cfg)
+    logging.info("Inference checkpoint: %s", checkpoint)
+  if cfg.do_eval:
+    rows, _, metas, loss, seconds = infer(cfg, bert_config, "dev", dev_sentences, queries,
+                                          tokenizer, checkpoint, cfg.eval_batch_size)
+    pred_tags = decode_rows(cfg, dev_sentences, metas, rows, entity_types)
+    metrics = flatten_metrics(ner_metrics([s.tags for s in dev_sentences], pred_tags))
+    metrics.update(eval_loss=loss, checkpoint=checkpoint, eval_seconds=seconds,
+                   num_sentences=len(dev_sentences), num_features=len(metas))
+    logging.info("***** Eval results (%s) *****", data_path(cfg, "dev"))
+    for key in sorted(metrics):
+      logging.info("  %s = %s", key, metrics[key])
+    training.write_eval_results(cfg.output_dir, "eval", metrics)
+    write_predictions(cfg, "eval", dev_sentences, pred_tags)
+    results["eval"] = metrics
+  if cfg.do_predict:
+    rows, features, metas, _, seconds = infer(cfg, bert_config, "test", test_sentences, queries,
+                                              tokenizer, checkpoint, cfg.predict_batch_size)
+    pred_tags = decode_rows(cfg, test_sentences, metas, rows, entity_types)
+    path = write_predictions(cfg, "test", test_sentences, pred_tags)
+    results["predict"] = {"predictions_file": path, "predict_seconds": seconds}
+    if any(bio_to_spans(s.tags) for s in test_sentences):
+      # The test file carries gold tags: score them too.
+      metrics = flatten_metrics(ner_metrics([s.tags for s in test_sentences], pred_tags))
+      metrics.update(checkpoint=checkpoint, predict_seconds=seconds)
+      training.write_eval_results(cfg.output_dir, "test", metrics)
+      results["predict"]["metrics"] = metrics
+    if cfg.write_probabilities:
+      write_probabilities(os.path.join(cfg.output_dir, "test_probabilities.npz"), features,
+                          metas, rows)
+  if cfg.do_export:
+    task = make_task(cfg, [], [], entity_types)
+    info = training.export_model(cfg, bert_config, task, checkpoint, cfg.export_dir)
+    # What a user needs besides the model to ask it the same questions.
+    shutil.copy2(cfg.query_file, os.path.join(cfg.export_dir, "ner_queries.json"))
+    ner_task = {"data_format": cfg.data_format, "entity_types": entity_types,
+                "max_seq_length": cfg.max_seq_length, "doc_stride": cfg.doc_stride,
+                "span_threshold": cfg.span_threshold, "max_span_length": cfg.max_span_length,
+                "do_lower_case": cfg.do_lower_case, "serving_outputs": list(OUTPUT_KEYS)}
+    training.atomic_write_text(os.path.join(cfg.export_dir, "ner_task.json"),
+                               json.dumps(ner_task, ensure_ascii=False, indent=1) + "\n")
+    results["export"] = info
+  return results
+
+
+def main(_):
+  logging.set_verbosity(logging.INFO)
+  tf1.disable_eager_execution()
+  cfg = training.RunConfig.from_flags(FLAGS)
+  training.run_main(lambda argv: run(cfg), None)
+
+
+if __name__ == "__main__":
+  app.run(main)
