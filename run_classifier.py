@@ -1250,12 +1250,5 @@ def run(cfg):
   return results
 
 
-def main(_):
-  logging.set_verbosity(logging.INFO)
-  tf1.disable_eager_execution()
-  cfg = training.RunConfig.from_flags(FLAGS)
-  training.run_main(lambda argv: run(cfg), None)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  app.run(lambda argv: training.absl_main(run, FLAGS))

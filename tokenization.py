@@ -162,6 +162,18 @@ def whitespace_tokenize(text):
   return text.split()
 
 
+def _ids_to_tokens(inv_vocab, ids, source):
+  """Maps ids to tokens; an id outside `inv_vocab` raises an error naming it and `source`."""
+  tokens = []
+  for token_id in ids:
+    token = inv_vocab.get(int(token_id))
+    if token is None:
+      raise training.InputDataError(
+          "id %r is outside the vocabulary (size %d)" % (token_id, len(inv_vocab)), source)
+    tokens.append(token)
+  return tokens
+
+
 class FullTokenizer(object):
   """WordPiece tokenization end to end: BasicTokenizer then WordpieceTokenizer."""
 
@@ -197,15 +209,7 @@ class FullTokenizer(object):
 
   def convert_ids_to_tokens(self, ids):
     """Maps ids to tokens; an id outside the vocab raises a ValueError naming it."""
-    tokens = []
-    for token_id in ids:
-      token = self.inv_vocab.get(int(token_id))
-      if token is None:
-        raise training.InputDataError(
-            "id %r is outside the vocabulary (size %d)" % (token_id, self.vocab_size),
-            self.vocab_file)
-      tokens.append(token)
-    return tokens
+    return _ids_to_tokens(self.inv_vocab, ids, self.vocab_file)
 
   def convert_tokens_to_string(self, tokens):
     """Joins WordPiece tokens back into (normalised) text, gluing "##" continuations."""
@@ -435,15 +439,7 @@ class SentencePieceTokenizer(object):
 
   def convert_ids_to_tokens(self, ids):
     """Maps ids to pieces; an id outside the model raises a ValueError naming it."""
-    tokens = []
-    for token_id in ids:
-      token = self.inv_vocab.get(int(token_id))
-      if token is None:
-        raise training.InputDataError(
-            "id %r is outside the vocabulary (size %d)" % (token_id, self.vocab_size),
-            self.model_file)
-      tokens.append(token)
-    return tokens
+    return _ids_to_tokens(self.inv_vocab, ids, self.model_file)
 
   def convert_tokens_to_string(self, tokens):
     """Decodes pieces back into text."""

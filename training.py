@@ -968,6 +968,14 @@ def load_saved_model_predictor(saved_model_dir):
 # ----------------------------------------------------------------------------------------------
 # Command-line entry.
 
+def absl_main(run_fn, flag_values):
+  """The `main` of a run script: `app.run(lambda argv: absl_main(run, FLAGS))`."""
+  logging.set_verbosity(logging.INFO)
+  tf1.disable_eager_execution()
+  cfg = RunConfig.from_flags(flag_values)
+  run_main(lambda argv: run_fn(cfg), None)
+
+
 def run_main(main_fn, argv):
   """Runs main_fn(argv); bad input and faults become one line on stderr and exit code 1/2."""
   try:
