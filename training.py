@@ -76,6 +76,8 @@ import time  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see modeling_theseus.py
 import tensorflow as tf  # noqa: E402
 
 import modeling_theseus as modeling  # noqa: E402
