@@ -368,8 +368,10 @@ def transformer_model_theseus(input_tensor,
 
   def run_layers(x, param_list):
     for params in param_list:
-      x = transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
-                            hidden_dropout_prob, attention_probs_dropout_prob)
+      # Ops named after their layer (layer_i / suc_layer_j), so profiles read per layer.
+      with tf.name_scope(params["output/dense/kernel"].op.name.split("/")[-4]):
+        x = transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
+                              hidden_dropout_prob, attention_probs_dropout_prob)
     return x
 
   all_outputs = []
