@@ -602,8 +602,24 @@ def _copy_checkpoint(checkpoint, target_dir, extra_files=None):
   replace_dir(tmp, target_dir)
 
 
+def recover_dir(target_dir):
+  """Puts back a previous `target_dir` that a kill between replace_dir's two renames left as
+  `<target_dir>.old-<pid>`. Returns True when one was restored."""
+  if os.path.exists(target_dir):
+    return False
+  olds = sorted(glob.glob(target_dir + ".old-*"), key=os.path.getmtime)
+  if not olds:
+    return False
+  os.rename(olds[-1], target_dir)
+  logging.warning("restored %s from %s (an earlier replacement was interrupted)", target_dir,
+                  olds[-1])
+  return True
+
+
 def replace_dir(new_dir, target_dir):
-  """Puts new_dir at target_dir; a previous target survives until the new one is in place."""
+  """Puts new_dir at target_dir; a previous target survives until the new one is in place (if
+  a kill falls between the two renames, recover_dir puts the previous one back)."""
+  recover_dir(target_dir)
   old = None
   if os.path.exists(target_dir):
     old = target_dir + ".old-%d" % os.getpid()
@@ -615,6 +631,7 @@ def replace_dir(new_dir, target_dir):
 
 def best_checkpoint(output_dir):
   best = os.path.join(output_dir, BEST_DIR)
+  recover_dir(best)
   return find_latest_checkpoint(best)
 
 

@@ -749,3 +749,22 @@ def test_disk_full_while_caching_features(world, tmp_path):
     assert not checkpoints(out)
   finally:
     subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_kill_between_the_two_renames_of_an_export_is_recovered(tmp_path):
+  """replace_dir renames the old export aside, then the new one in; a kill between the two
+  leaves only <target>.old-<pid>: the next replacement (or best_checkpoint) puts it back first."""
+  import training  # pylint: disable=g-import-not-at-top
+  target = tmp_path / "export"
+  aside = tmp_path / "export.old-4242"
+  aside.mkdir()
+  (aside / "bert_config.json").write_text("previous")
+  assert training.recover_dir(str(target))
+  assert (target / "bert_config.json").read_text() == "previous" and not aside.exists()
+  assert not training.recover_dir(str(target))  # nothing to do when the target exists
+  new = tmp_path / ".export.tmp-1"
+  new.mkdir()
+  (new / "bert_config.json").write_text("new")
+  training.replace_dir(str(new), str(target))
+  assert (target / "bert_config.json").read_text() == "new"
+  assert [p.name for p in tmp_path.iterdir()] == ["export"]
