@@ -119,7 +119,11 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
 
 
 def run_task_seed(args, task, seed, model, num_examples):
-  """Runs every method for one task and seed; returns {method: (history, offset_steps)}."""
+  """Runs every method for one task and seed; returns ({method: history}, main_metric, schedule).
+
+  A two-stage method's history is the stage-1 evaluations followed by the stage-2 ones (whose
+  steps start again from 0).
+  """
   import run_classifier as rc  # pylint: disable=g-import-not-at-top
   main_metric = rc.get_processor(task).main_metric
   base = os.path.join(args.work_dir, task, "seed%d" % seed)
@@ -148,7 +152,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   run_classifier(common(pred_steps) + [
       "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + model.init_checkpoint,
       "--output_dir=" + pred, "--learning_rate=%g" % args.learning_rate], pred + ".log")
-  runs["predecessor"] = (read_history(pred), 0)
+  runs["predecessor"] = read_history(pred)
   pred_ckpt = final_ckpt(pred)
 
   k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction * s1_steps)
@@ -162,14 +166,14 @@ def run_task_seed(args, task, seed, model, num_examples):
         "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate],
                    s1 + ".log")
     if method == "theseus_linear":
-      runs["theseus_linear"] = (read_history(s1), 0)
+      runs["theseus_linear"] = read_history(s1)
     s2 = os.path.join(base, method + "_stage2")
     run_classifier(common(s2_steps) + [
         "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + final_ckpt(s1),
         "--output_dir=" + s2, "--suc_layers=3", "--finetune_suc",
         "--learning_rate=%g" % args.stage2_learning_rate], s2 + ".log")
     name = "theseus_const" if method == "theseus_const" else "theseus_linear2"
-    runs[name] = (read_history(s1) + read_history(s2), s1_steps)
+    runs[name] = read_history(s1) + read_history(s2)
 
   trunc_ckpt, trunc_config = truncate_checkpoint(pred_ckpt, model.bert_config_file, 3,
                                                  os.path.join(base, "truncated_init"))
@@ -177,14 +181,14 @@ def run_task_seed(args, task, seed, model, num_examples):
   run_classifier(common(s1_steps + s2_steps) + [
       "--bert_config_file=" + trunc_config, "--init_checkpoint=" + trunc_ckpt,
       "--output_dir=" + trunc, "--learning_rate=%g" % args.learning_rate], trunc + ".log")
-  runs["truncation"] = (read_history(trunc), 0)
+  runs["truncation"] = read_history(trunc)
   print("  %s seed %d: all methods in %.0fs" % (task, seed, time.time() - t0), flush=True)
   schedule = {"s1_steps": s1_steps, "s2_steps": s2_steps, "linear_k": k,
               "linear_start": args.linear_start}
   return runs, main_metric, schedule
 
 
-def final_metric(history, main_metric, split_at=None):
+def final_metric(history, main_metric):
   """The metric of the last evaluation (for two-stage histories: of the stage-2 run)."""
   return history[-1][1][main_metric]
 
@@ -198,7 +202,7 @@ def plot_task(task, per_seed, main_metric, schedule, path):
   for method in METHODS:
     if method not in runs:
       continue
-    history, _ = runs[method]
+    history = runs[method]
     steps, values, offset = [], [], 0
     last = -1
     for step, metrics in history:
@@ -245,12 +249,12 @@ def main():
     for seed in seeds:
       runs, main_metric, schedule = run_task_seed(args, task, seed, model, n)
       per_seed.append(runs)
-      for method, (history, _) in runs.items():
+      for method, history in runs.items():
         table[method].append(final_metric(history, main_metric))
     extra = {}
     if task == "mrpc":  # report accuracy too
       for method in METHODS:
-        extra[method] = [r[method][0][-1][1]["accuracy"] for r in per_seed]
+        extra[method] = [r[method][-1][1]["accuracy"] for r in per_seed]
     plot_task(task, per_seed, main_metric, schedule,
               os.path.join(args.work_dir, "quality_%s.png" % task))
     results[task] = {"metric": main_metric, "train_examples": n, "values": table,
