@@ -211,7 +211,9 @@ def plot_task(task, per_seed, main_metric, schedule, path):
       last = step
       steps.append(step + offset)
       values.append(metrics[main_metric])
-    ax.plot(steps, values, marker="o", label=method)
+    # theseus_linear2 starts with theseus_linear's stage 1: dashed, so both stay visible.
+    style = "o--" if method == "theseus_linear2" else "o-"
+    ax.plot(steps, values, style, label=method)
   ax.set_xlabel("updates (stage 2 continues after stage 1)")
   ax.set_ylabel("dev " + main_metric)
   ax2 = ax.twinx()
