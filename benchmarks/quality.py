@@ -9,15 +9,15 @@ For each task and seed, with the embedded all-MiniLM-L6-v2 as the pretrained sta
                    directly, with the stage 1 + stage 2 budget in updates.
 Every run is the real run_classifier.py command line with --evaluate_during_training, so the dev
 metric is recorded at every checkpoint (eval_history.jsonl). The table reports the metric of the
-*final* checkpoint of each method (no selection on dev), mean and standard deviation over seeds,
-and retention = successor / predecessor. A PNG per task plots the dev metric against updates, with
+*final* checkpoint of each method (no selection on dev), mean and sample standard deviation (n - 1)
+over seeds, and retention = successor / predecessor. A PNG per task plots the dev metric against updates, with
 the replace rate on a second axis.
 
   python benchmarks/quality.py --tasks=mrpc,sst-2,rte --seeds=1,2,3
   python benchmarks/quality.py --tasks=mrpc --seeds=1 --max_train_examples=1000   # a quick look
 
 Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
-started again. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
+started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
 """
 
 from __future__ import absolute_import
@@ -118,6 +118,32 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
   return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
 
 
+# The settings a finished run depends on; a work_dir made with other values must not be reused.
+RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
+                "learning_rate", "stage2_learning_rate", "batch_size", "max_seq_length",
+                "evals_per_run", "linear_start", "linear_reach_fraction")
+
+
+def check_settings(base, args):
+  """Records the run settings in <base>/settings.json, or stops if the ones there differ.
+
+  Finished runs are reused by step count, so a rerun with, say, other epochs would silently
+  continue old runs to new lengths and mix two recipes in one table.
+  """
+  settings = {k: getattr(args, k) for k in RUN_SETTINGS}
+  path = os.path.join(base, "settings.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)
+    changed = sorted(k for k in RUN_SETTINGS if recorded.get(k) != settings[k])
+    if changed:
+      raise SystemExit("error: %s was made with other settings (%s); pass another --work_dir" % (
+          base, ", ".join("%s=%s, now %s" % (k, recorded.get(k), settings[k]) for k in changed)))
+    return
+  with open(path, "w") as f:
+    json.dump(settings, f, indent=1, sort_keys=True)
+
+
 def run_task_seed(args, task, seed, model, num_examples):
   """Runs every method for one task and seed; returns ({method: history}, main_metric, schedule).
 
@@ -128,6 +154,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   main_metric = rc.get_processor(task).main_metric
   base = os.path.join(args.work_dir, task, "seed%d" % seed)
   os.makedirs(base, exist_ok=True)
+  check_settings(base, args)
   data_dir = os.path.join(args.glue_dir, TASK_DIRS[task])
   pred_steps = num_updates(num_examples, args.predecessor_epochs, args.batch_size)
   s1_steps = num_updates(num_examples, args.stage1_epochs, args.batch_size)
@@ -186,6 +213,12 @@ def run_task_seed(args, task, seed, model, num_examples):
   schedule = {"s1_steps": s1_steps, "s2_steps": s2_steps, "linear_k": k,
               "linear_start": args.linear_start}
   return runs, main_metric, schedule
+
+
+def spread(values):
+  """Sample standard deviation (n - 1 in the denominator); 0 for a single seed."""
+  values = np.asarray(values, dtype=np.float64)
+  return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 def final_metric(history, main_metric):
@@ -268,15 +301,15 @@ def main():
     pred = np.mean(r["values"]["predecessor"])
     print("\n%s: dev %s, final checkpoint, %d train examples, seeds %s" % (
         task, r["metric"], r["train_examples"], args.seeds))
-    print("%-18s %8s %8s %10s" % ("method", "mean", "std", "retention"))
+    print("%-18s %8s %8s %10s" % ("method", "mean", "sd", "retention"))
     for method in METHODS:
       v = np.array(r["values"][method])
-      print("%-18s %8.4f %8.4f %9.1f%%" % (method, v.mean(), v.std(), 100 * v.mean() / pred))
+      print("%-18s %8.4f %8.4f %9.1f%%" % (method, v.mean(), spread(v), 100 * v.mean() / pred))
     if r["accuracy_values"]:
       pred_acc = np.mean(r["accuracy_values"]["predecessor"])
       for method in METHODS:
         v = np.array(r["accuracy_values"][method])
-        print("%-18s acc %8.4f %8.4f %9.1f%%" % (method, v.mean(), v.std(),
+        print("%-18s acc %8.4f %8.4f %9.1f%%" % (method, v.mean(), spread(v),
                                                  100 * v.mean() / pred_acc))
 
 

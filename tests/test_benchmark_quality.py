@@ -1,0 +1,49 @@
+"""Tests for benchmarks/quality.py's bookkeeping: settings stamps and the spread over seeds."""
+
+import argparse
+import importlib.util
+import json
+import os
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def load_quality():
+  spec = importlib.util.spec_from_file_location(
+      "quality_benchmark", os.path.join(REPO_ROOT, "benchmarks", "quality.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def make_args(quality, **overrides):
+  values = {"max_train_examples": 0, "predecessor_epochs": 3.0, "stage1_epochs": 2.0,
+            "stage2_epochs": 1.0, "learning_rate": 5e-5, "stage2_learning_rate": 3e-5,
+            "batch_size": 32, "max_seq_length": 128, "evals_per_run": 6, "linear_start": 0.3,
+            "linear_reach_fraction": 0.6}
+  assert set(values) == set(quality.RUN_SETTINGS)
+  values.update(overrides)
+  return argparse.Namespace(**values)
+
+
+def test_settings_are_recorded_then_checked(tmp_path):
+  quality = load_quality()
+  base = str(tmp_path)
+  quality.check_settings(base, make_args(quality))
+  with open(os.path.join(base, "settings.json")) as f:
+    assert json.load(f)["stage1_epochs"] == 2.0
+  quality.check_settings(base, make_args(quality))  # same settings: reused
+  with pytest.raises(SystemExit) as raised:
+    quality.check_settings(base, make_args(quality, stage1_epochs=3.0, batch_size=16))
+  message = str(raised.value)
+  assert "stage1_epochs=2.0, now 3.0" in message and "batch_size=32, now 16" in message
+  assert "--work_dir" in message
+
+
+def test_spread_is_the_sample_standard_deviation():
+  quality = load_quality()
+  assert quality.spread([0.8]) == 0.0
+  # values 0.80 and 0.84: mean 0.82, squared deviations 0.0004 each, / (2 - 1) -> sd 0.02828.
+  assert quality.spread([0.80, 0.84]) == pytest.approx(0.0282843, abs=1e-6)
