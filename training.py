@@ -670,6 +670,21 @@ def _kept_checkpoint(output_dir):
   return "No checkpoint had been written yet."
 
 
+def _evaluated_steps(output_dir):
+  """The global_step of every evaluation recorded in <output_dir>/eval_history.jsonl (a set)."""
+  path = os.path.join(output_dir, "eval_history.jsonl")
+  if not os.path.exists(path):
+    return set()
+  steps = set()
+  with open(path) as f:
+    for line in f:
+      try:
+        steps.add(int(json.loads(line)["global_step"]))
+      except (ValueError, KeyError, TypeError):
+        continue  # a line cut short by a crash
+  return steps
+
+
 def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None,
           on_checkpoint=None):
   """The session training loop for every stage.
@@ -695,7 +710,11 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
   logging.info("***** Training: %s *****", stage)
   logging.info("  examples = %d, micro-batch = %d, accumulation = %d, updates = %d, warmup = %d",
                num_train_examples, cfg.train_batch_size, k, num_train_steps, num_warmup_steps)
-  if resumed_step >= num_train_steps:
+  # A run stopped between saving a checkpoint and recording its evaluation: evaluate it on
+  # resume, so the history and the best checkpoint miss nothing.
+  missed_eval = bool(resumed_step and cfg.evaluate_during_training and eval_path and
+                     resumed_step not in _evaluated_steps(cfg.output_dir))
+  if resumed_step >= num_train_steps and not missed_eval:
     logging.info("  already trained: %s is at step %d", latest, resumed_step)
     return {"global_step": resumed_step, "resumed": True}
 
@@ -814,6 +833,10 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
                                           "global_step": step, "metrics": metrics},
                                          default=float, indent=1)})
       logging.info("New best %s = %.4f at step %d", metrics["main_metric"], value, step)
+
+  if missed_eval:
+    logging.info("%s was saved but not evaluated before the run stopped; evaluating it now", latest)
+    maybe_evaluate(latest, resumed_step)
 
   step = resumed_step
   window = {"loss": 0.0, "n": 0, "examples": 0, "tokens": 0, "replaced": 0.0, "start": time.time()}

@@ -226,27 +226,43 @@ def final_metric(history, main_metric):
   return history[-1][1][main_metric]
 
 
+def curve_over_seeds(per_seed, method, main_metric, s1_steps):
+  """Dev-metric curve of one method: (updates [n], mean over seeds [n], sd over seeds [n]).
+
+  A two-stage method's stage-2 evaluations are placed after stage 1 (their steps restart at 0,
+  so `s1_steps` is added). Only the updates every seed was evaluated at are drawn (the seeds
+  share one schedule, but a run that was stopped and resumed can miss an evaluation).
+  """
+  curves = []
+  for runs in per_seed:
+    curve, offset, last = {}, 0, -1
+    for step, metrics in runs[method]:
+      if step <= last:
+        offset = s1_steps  # the stage-2 part restarts its step count
+      last = step
+      curve[step + offset] = metrics[main_metric]
+    curves.append(curve)
+  steps = sorted(set.intersection(*[set(c) for c in curves]))
+  values = np.array([[c[s] for s in steps] for c in curves], dtype=np.float64)  # [seeds, n]
+  sd = values.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(len(steps))
+  return np.array(steps), values.mean(axis=0), sd
+
+
 def plot_task(task, per_seed, main_metric, schedule, path):
+  """Writes a PNG of the dev metric (mean over seeds, band = 1 sd) against updates."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(8, 5))
-  runs = per_seed[0]
   for method in METHODS:
-    if method not in runs:
+    if method not in per_seed[0]:
       continue
-    history = runs[method]
-    steps, values, offset = [], [], 0
-    last = -1
-    for step, metrics in history:
-      if step <= last and method in ("theseus_const", "theseus_linear2"):
-        offset = schedule["s1_steps"]  # the stage-2 part restarts its step count
-      last = step
-      steps.append(step + offset)
-      values.append(metrics[main_metric])
+    steps, mean, sd = curve_over_seeds(per_seed, method, main_metric, schedule["s1_steps"])
     # theseus_linear2 starts with theseus_linear's stage 1: dashed, so both stay visible.
     style = "o--" if method == "theseus_linear2" else "o-"
-    ax.plot(steps, values, style, label=method)
+    line, = ax.plot(steps, mean, style, label=method)
+    if sd.any():
+      ax.fill_between(steps, mean - sd, mean + sd, color=line.get_color(), alpha=0.12)
   ax.set_xlabel("updates (stage 2 continues after stage 1)")
   ax.set_ylabel("dev " + main_metric)
   ax2 = ax.twinx()
@@ -259,8 +275,9 @@ def plot_task(task, per_seed, main_metric, schedule, path):
   ax2.set_ylim(0, 1.05)
   lines = ax.get_legend_handles_labels()
   lines2 = ax2.get_legend_handles_labels()
-  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
-  ax.set_title("%s (seed of the first run); successors are 3 layers, predecessor 6" % task)
+  ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=7)
+  ax.set_title("%s, mean of %d seed(s) (band: 1 sd); successors 3 layers, predecessor 6" % (
+      task, len(per_seed)))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -47,3 +47,20 @@ def test_spread_is_the_sample_standard_deviation():
   assert quality.spread([0.8]) == 0.0
   # values 0.80 and 0.84: mean 0.82, squared deviations 0.0004 each, / (2 - 1) -> sd 0.02828.
   assert quality.spread([0.80, 0.84]) == pytest.approx(0.0282843, abs=1e-6)
+
+
+def test_curve_over_seeds_averages_and_places_stage2_after_stage1():
+  quality = load_quality()
+  # Stage 1 evaluated at updates 50 and 100, stage 2 (steps restart) at 25 and 50.
+  seed1 = {"theseus_const": [(50, {"f1": 0.80}), (100, {"f1": 0.82}),
+                             (25, {"f1": 0.84}), (50, {"f1": 0.86})]}
+  seed2 = {"theseus_const": [(50, {"f1": 0.82}), (100, {"f1": 0.82}),
+                             (25, {"f1": 0.86}), (50, {"f1": 0.90})]}
+  steps, mean, sd = quality.curve_over_seeds([seed1, seed2], "theseus_const", "f1", 100)
+  assert list(steps) == [50, 100, 125, 150]
+  assert mean == pytest.approx([0.81, 0.82, 0.85, 0.88])
+  assert sd == pytest.approx([0.0141421, 0.0, 0.0141421, 0.0282843], abs=1e-6)
+  # An evaluation one seed lacks (a resumed run) is left out for all.
+  del seed2["theseus_const"][1]
+  steps, mean, sd = quality.curve_over_seeds([seed1, seed2], "theseus_const", "f1", 100)
+  assert list(steps) == [50, 125, 150] and mean == pytest.approx([0.81, 0.85, 0.88])

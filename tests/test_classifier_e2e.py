@@ -206,6 +206,57 @@ def test_resume_after_stop_ends_like_an_uninterrupted_run(shared_data_dir, tmp_p
   assert again["global_step"] == 6 and again.get("resumed")
 
 
+def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir, tmp_path,
+                                                                   tiny_model):
+  """A run stopped after saving a checkpoint but before recording its evaluation evaluates it
+  when resumed, also when that checkpoint is the last one of the run."""
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import training  # pylint: disable=g-import-not-at-top
+  config, vocab = tiny_model
+  data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
+  output_dir = str(tmp_path / "run")
+  cfg = training.RunConfig.from_defaults(
+      run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
+      vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
+      train_batch_size=8, eval_batch_size=16, num_train_steps=4, save_checkpoints_steps=2,
+      evaluate_during_training=True, max_eval_examples=16, seed=5)
+  bert_config = training.check_run_config(cfg)
+  processor = run_classifier.make_processor(cfg)
+  tokenizer = training.make_tokenizer(cfg)
+  train_path, n = run_classifier.feature_cache(
+      cfg, "train", processor.get_train_examples(data_dir), processor, tokenizer, False)
+  dev_examples = processor.get_dev_sets(data_dir)[0][1][:16]
+  eval_path, _ = run_classifier.feature_cache(cfg, "dev", dev_examples, processor, tokenizer, True)
+  task = run_classifier.make_task(processor, dev_examples)
+  history = os.path.join(output_dir, "eval_history.jsonl")
+
+  def evaluated_steps():
+    with open(history) as f:
+      return [json.loads(line)["global_step"] for line in f]
+
+  def drop_last_evaluation():
+    with open(history) as f:
+      lines = f.readlines()
+    with open(history, "w") as f:
+      f.writelines(lines[:-1])
+
+  def stop(step):
+    raise _StopAfterFirstCheckpoint(step)
+
+  with pytest.raises(_StopAfterFirstCheckpoint):
+    training.train(cfg, bert_config, task, train_path, n, eval_path, on_checkpoint=stop)
+  drop_last_evaluation()  # as if the run had died while evaluating checkpoint 2
+  assert os.path.exists(history) and evaluated_steps() == []
+  training.train(cfg, bert_config, task, train_path, n, eval_path)
+  assert evaluated_steps() == [2, 4]
+  drop_last_evaluation()  # the last checkpoint's evaluation lost: the finished run evaluates it
+  result = training.train(cfg, bert_config, task, train_path, n, eval_path)
+  assert result["global_step"] == 4 and evaluated_steps() == [2, 4]
+  # Nothing is missing now: a finished run started again does nothing more.
+  again = training.train(cfg, bert_config, task, train_path, n, eval_path)
+  assert again.get("resumed") and evaluated_steps() == [2, 4]
+
+
 def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
   import training  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
