@@ -16,6 +16,10 @@ the replace rate on a second axis.
   python benchmarks/quality.py --tasks=mrpc,sst-2,rte --seeds=1,2,3
   python benchmarks/quality.py --tasks=mrpc --seeds=1 --max_train_examples=1000   # a quick look
 
+Ablation: --stage1_also_train=embeddings,pooler,head lets stage 1 of both Theseus methods update
+those groups too (the design, like the official PyTorch code, trains only the successor layers in
+stage 1). The predecessor and truncation runs do not depend on it.
+
 Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
 started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
 """
@@ -59,6 +63,10 @@ def parse_args():
   p.add_argument("--linear_start", type=float, default=0.3)
   p.add_argument("--linear_reach_fraction", type=float, default=0.6,
                  help="the linear schedule reaches p = 1 after this fraction of stage 1")
+  p.add_argument("--stage1_also_train", default="",
+                 help="ablation: stage 1 of both Theseus methods also trains these groups "
+                      "(comma list of embeddings, pooler, head; run_classifier.py's flag of the "
+                      "same name); empty: only the successor layers, the design's default")
   return p.parse_args()
 
 
@@ -121,7 +129,10 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
 # The settings a finished run depends on; a work_dir made with other values must not be reused.
 RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
                 "learning_rate", "stage2_learning_rate", "batch_size", "max_seq_length",
-                "evals_per_run", "linear_start", "linear_reach_fraction")
+                "evals_per_run", "linear_start", "linear_reach_fraction", "stage1_also_train")
+# Settings added after work_dirs were already made: a settings.json without them was made with
+# these values.
+LATER_SETTING_DEFAULTS = {"stage1_also_train": ""}
 
 
 def check_settings(base, args):
@@ -135,10 +146,12 @@ def check_settings(base, args):
   if os.path.exists(path):
     with open(path) as f:
       recorded = json.load(f)
+    for k, v in LATER_SETTING_DEFAULTS.items():
+      recorded.setdefault(k, v)
     changed = sorted(k for k in RUN_SETTINGS if recorded.get(k) != settings[k])
     if changed:
       raise SystemExit("error: %s was made with other settings (%s); pass another --work_dir" % (
-          base, ", ".join("%s=%s, now %s" % (k, recorded.get(k), settings[k]) for k in changed)))
+          base, ", ".join("%s=%r, now %r" % (k, recorded.get(k), settings[k]) for k in changed)))
     return
   with open(path, "w") as f:
     json.dump(settings, f, indent=1, sort_keys=True)
@@ -190,8 +203,8 @@ def run_task_seed(args, task, seed, model, num_examples):
     s1 = os.path.join(base, method + "_stage1")
     run_classifier(common(s1_steps) + flags + [
         "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + pred_ckpt,
-        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate],
-                   s1 + ".log")
+        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate,
+        "--stage1_also_train=" + args.stage1_also_train], s1 + ".log")
     if method == "theseus_linear":
       runs["theseus_linear"] = read_history(s1)
     s2 = os.path.join(base, method + "_stage2")
@@ -248,7 +261,7 @@ def curve_over_seeds(per_seed, method, main_metric, s1_steps):
   return np.array(steps), values.mean(axis=0), sd
 
 
-def plot_task(task, per_seed, main_metric, schedule, path):
+def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train=""):
   """Writes a PNG of the dev metric (mean over seeds, band = 1 sd) against updates."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -276,8 +289,11 @@ def plot_task(task, per_seed, main_metric, schedule, path):
   lines = ax.get_legend_handles_labels()
   lines2 = ax2.get_legend_handles_labels()
   ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=7)
-  ax.set_title("%s, mean of %d seed(s) (band: 1 sd); successors 3 layers, predecessor 6" % (
-      task, len(per_seed)))
+  title = "%s, mean of %d seed(s) (band: 1 sd); successors 3 layers, predecessor 6" % (
+      task, len(per_seed))
+  if stage1_also_train:
+    title += "\nablation: Theseus stage 1 also trains " + stage1_also_train
+  ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -308,9 +324,10 @@ def main():
       for method in METHODS:
         extra[method] = [r[method][-1][1]["accuracy"] for r in per_seed]
     plot_task(task, per_seed, main_metric, schedule,
-              os.path.join(args.work_dir, "quality_%s.png" % task))
+              os.path.join(args.work_dir, "quality_%s.png" % task), args.stage1_also_train)
     results[task] = {"metric": main_metric, "train_examples": n, "values": table,
-                     "accuracy_values": extra, "schedule": schedule}
+                     "accuracy_values": extra, "schedule": schedule,
+                     "settings": {k: getattr(args, k) for k in RUN_SETTINGS}}
   with open(os.path.join(args.work_dir, "quality.json"), "w") as f:
     json.dump(results, f, indent=1)
 
