@@ -18,7 +18,9 @@ the replace rate on a second axis.
 
 Ablation: --stage1_also_train=embeddings,pooler,head lets stage 1 of both Theseus methods update
 those groups too (the design, like the official PyTorch code, trains only the successor layers in
-stage 1). The predecessor and truncation runs do not depend on it.
+stage 1). --suc_init=group_first|group_last starts successor j from another predecessor layer
+(run_classifier.py's flag; the default, first, is layer j). The predecessor and truncation runs
+depend on neither.
 
 Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
 started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
@@ -67,6 +69,10 @@ def parse_args():
                  help="ablation: stage 1 of both Theseus methods also trains these groups "
                       "(comma list of embeddings, pooler, head; run_classifier.py's flag of the "
                       "same name); empty: only the successor layers, the design's default")
+  p.add_argument("--suc_init", default="first", choices=["first", "group_first", "group_last"],
+                 help="ablation: the predecessor layer successor j starts from in both Theseus "
+                      "methods (run_classifier.py's flag of the same name): first = layer j, "
+                      "group_first = layer 2j, group_last = layer 2j + 1")
   return p.parse_args()
 
 
@@ -129,10 +135,11 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
 # The settings a finished run depends on; a work_dir made with other values must not be reused.
 RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
                 "learning_rate", "stage2_learning_rate", "batch_size", "max_seq_length",
-                "evals_per_run", "linear_start", "linear_reach_fraction", "stage1_also_train")
+                "evals_per_run", "linear_start", "linear_reach_fraction", "stage1_also_train",
+                "suc_init")
 # Settings added after work_dirs were already made: a settings.json without them was made with
 # these values.
-LATER_SETTING_DEFAULTS = {"stage1_also_train": ""}
+LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first"}
 
 
 def check_settings(base, args):
@@ -204,7 +211,8 @@ def run_task_seed(args, task, seed, model, num_examples):
     run_classifier(common(s1_steps) + flags + [
         "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + pred_ckpt,
         "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate,
-        "--stage1_also_train=" + args.stage1_also_train], s1 + ".log")
+        "--stage1_also_train=" + args.stage1_also_train, "--suc_init=" + args.suc_init],
+        s1 + ".log")
     if method == "theseus_linear":
       runs["theseus_linear"] = read_history(s1)
     s2 = os.path.join(base, method + "_stage2")
@@ -261,7 +269,8 @@ def curve_over_seeds(per_seed, method, main_metric, s1_steps):
   return np.array(steps), values.mean(axis=0), sd
 
 
-def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train=""):
+def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train="",
+              suc_init="first"):
   """Writes a PNG of the dev metric (mean over seeds, band = 1 sd) against updates."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -293,6 +302,8 @@ def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train="")
       task, len(per_seed))
   if stage1_also_train:
     title += "\nablation: Theseus stage 1 also trains " + stage1_also_train
+  if suc_init != "first":
+    title += "\nablation: successors start from predecessor layers chosen by " + suc_init
   ax.set_title(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -324,7 +335,8 @@ def main():
       for method in METHODS:
         extra[method] = [r[method][-1][1]["accuracy"] for r in per_seed]
     plot_task(task, per_seed, main_metric, schedule,
-              os.path.join(args.work_dir, "quality_%s.png" % task), args.stage1_also_train)
+              os.path.join(args.work_dir, "quality_%s.png" % task), args.stage1_also_train,
+              args.suc_init)
     results[task] = {"metric": main_metric, "train_examples": n, "values": table,
                      "accuracy_values": extra, "schedule": schedule,
                      "settings": {k: getattr(args, k) for k in RUN_SETTINGS}}

@@ -22,7 +22,7 @@ def make_args(quality, **overrides):
   values = {"max_train_examples": 0, "predecessor_epochs": 3.0, "stage1_epochs": 2.0,
             "stage2_epochs": 1.0, "learning_rate": 5e-5, "stage2_learning_rate": 3e-5,
             "batch_size": 32, "max_seq_length": 128, "evals_per_run": 6, "linear_start": 0.3,
-            "linear_reach_fraction": 0.6, "stage1_also_train": ""}
+            "linear_reach_fraction": 0.6, "stage1_also_train": "", "suc_init": "first"}
   assert set(values) == set(quality.RUN_SETTINGS)
   values.update(overrides)
   return argparse.Namespace(**values)
@@ -46,13 +46,17 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   quality = load_quality()
   base = str(tmp_path)
   recorded = vars(make_args(quality))
-  del recorded["stage1_also_train"]  # a work_dir made before the ablation flag existed
+  del recorded["stage1_also_train"]  # a work_dir made before the ablation flags existed
+  del recorded["suc_init"]
   with open(os.path.join(base, "settings.json"), "w") as f:
     json.dump(recorded, f)
   quality.check_settings(base, make_args(quality))  # the old default: reused
   with pytest.raises(SystemExit) as raised:
     quality.check_settings(base, make_args(quality, stage1_also_train="head"))
   assert "stage1_also_train=''" in str(raised.value)
+  with pytest.raises(SystemExit) as raised:
+    quality.check_settings(base, make_args(quality, suc_init="group_last"))
+  assert "suc_init='first', now 'group_last'" in str(raised.value)
 
 
 def test_spread_is_the_sample_standard_deviation():
