@@ -46,7 +46,7 @@ TASK_DIRS = {"mrpc": "MRPC", "sst-2": "SST-2", "rte": "RTE"}
 METHODS = ("predecessor", "theseus_const", "theseus_linear", "theseus_linear2", "truncation")
 
 
-def parse_args():
+def build_parser():
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--tasks", default="mrpc,sst-2,rte")
@@ -73,7 +73,23 @@ def parse_args():
                  help="ablation: the predecessor layer successor j starts from in both Theseus "
                       "methods (run_classifier.py's flag of the same name): first = layer j, "
                       "group_first = layer 2j, group_last = layer 2j + 1")
-  return p.parse_args()
+  return p
+
+
+# Recipe settings an ablation changes; a value other than the script's default is named in the
+# plot's title, so a PNG cannot be mistaken for the default recipe's.
+ABLATION_NOTES = {
+    "stage1_also_train": "Theseus stage 1 also trains %s",
+    "suc_init": "successors start from predecessor layers chosen by %s",
+    "stage2_learning_rate": "stage 2 learning rate %g",
+}
+
+
+def ablation_notes(args):
+  """Title lines for the ABLATION_NOTES settings whose value in `args` is not the default."""
+  defaults = build_parser().parse_args([])
+  return ["ablation: " + text % getattr(args, name) for name, text in ABLATION_NOTES.items()
+          if getattr(args, name) != getattr(defaults, name)]
 
 
 def run_classifier(args_list, log_path):
@@ -269,9 +285,9 @@ def curve_over_seeds(per_seed, method, main_metric, s1_steps):
   return np.array(steps), values.mean(axis=0), sd
 
 
-def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train="",
-              suc_init="first"):
-  """Writes a PNG of the dev metric (mean over seeds, band = 1 sd) against updates."""
+def plot_task(task, per_seed, main_metric, schedule, path, notes=()):
+  """Writes a PNG of the dev metric (mean over seeds, band = 1 sd) against updates; `notes` are
+  extra title lines (see ablation_notes)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -300,18 +316,14 @@ def plot_task(task, per_seed, main_metric, schedule, path, stage1_also_train="",
   ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=7)
   title = "%s, mean of %d seed(s) (band: 1 sd); successors 3 layers, predecessor 6" % (
       task, len(per_seed))
-  if stage1_also_train:
-    title += "\nablation: Theseus stage 1 also trains " + stage1_also_train
-  if suc_init != "first":
-    title += "\nablation: successors start from predecessor layers chosen by " + suc_init
-  ax.set_title(title)
+  ax.set_title("\n".join([title] + list(notes)))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
 def main():
-  args = parse_args()
+  args = build_parser().parse_args()
   import convert_checkpoint  # pylint: disable=g-import-not-at-top
   import run_classifier as rc  # pylint: disable=g-import-not-at-top
   model = convert_checkpoint.convert_embedded_default()
@@ -335,8 +347,7 @@ def main():
       for method in METHODS:
         extra[method] = [r[method][-1][1]["accuracy"] for r in per_seed]
     plot_task(task, per_seed, main_metric, schedule,
-              os.path.join(args.work_dir, "quality_%s.png" % task), args.stage1_also_train,
-              args.suc_init)
+              os.path.join(args.work_dir, "quality_%s.png" % task), ablation_notes(args))
     results[task] = {"metric": main_metric, "train_examples": n, "values": table,
                      "accuracy_values": extra, "schedule": schedule,
                      "settings": {k: getattr(args, k) for k in RUN_SETTINGS}}

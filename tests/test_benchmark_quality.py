@@ -81,3 +81,14 @@ def test_curve_over_seeds_averages_and_places_stage2_after_stage1():
   del seed2["theseus_const"][1]
   steps, mean, sd = quality.curve_over_seeds([seed1, seed2], "theseus_const", "f1", 100)
   assert list(steps) == [50, 125, 150] and mean == pytest.approx([0.81, 0.85, 0.88])
+
+
+def test_ablation_notes_name_only_the_settings_changed_from_the_defaults():
+  quality = load_quality()
+  defaults = quality.build_parser().parse_args([])
+  assert quality.ablation_notes(defaults) == []
+  changed = quality.build_parser().parse_args(["--suc_init=group_first",
+                                               "--stage2_learning_rate=5e-5"])
+  assert quality.ablation_notes(changed) == [
+      "ablation: successors start from predecessor layers chosen by group_first",
+      "ablation: stage 2 learning rate 5e-05"]
