@@ -19,8 +19,9 @@ the replace rate on a second axis.
 Ablation: --stage1_also_train=embeddings,pooler,head lets stage 1 of both Theseus methods update
 those groups too (the design, like the official PyTorch code, trains only the successor layers in
 stage 1). --suc_init=group_first|group_last starts successor j from another predecessor layer
-(run_classifier.py's flag; the default, first, is layer j). The predecessor and truncation runs
-depend on neither.
+(run_classifier.py's flag; the default, first, is layer j). --stage1_learning_rate and
+--stage2_learning_rate set the Theseus stages' rates apart from --learning_rate. The predecessor
+and truncation runs depend on none of these.
 
 Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
 started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
@@ -58,6 +59,9 @@ def build_parser():
   p.add_argument("--stage1_epochs", type=float, default=3.0)
   p.add_argument("--stage2_epochs", type=float, default=2.0)
   p.add_argument("--learning_rate", type=float, default=5e-5)
+  p.add_argument("--stage1_learning_rate", type=float, default=None,
+                 help="ablation: learning rate of stage 1 of both Theseus methods; default: "
+                      "--learning_rate (the predecessor's and truncation's)")
   p.add_argument("--stage2_learning_rate", type=float, default=3e-5)
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--max_seq_length", type=int, default=128)
@@ -81,6 +85,7 @@ def build_parser():
 ABLATION_NOTES = {
     "stage1_also_train": "Theseus stage 1 also trains %s",
     "suc_init": "successors start from predecessor layers chosen by %s",
+    "stage1_learning_rate": "stage 1 learning rate %g",
     "stage2_learning_rate": "stage 2 learning rate %g",
 }
 
@@ -150,12 +155,13 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
 
 # The settings a finished run depends on; a work_dir made with other values must not be reused.
 RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
-                "learning_rate", "stage2_learning_rate", "batch_size", "max_seq_length",
-                "evals_per_run", "linear_start", "linear_reach_fraction", "stage1_also_train",
-                "suc_init")
+                "learning_rate", "stage1_learning_rate", "stage2_learning_rate", "batch_size",
+                "max_seq_length", "evals_per_run", "linear_start", "linear_reach_fraction",
+                "stage1_also_train", "suc_init")
 # Settings added after work_dirs were already made: a settings.json without them was made with
 # these values.
-LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first"}
+LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first",
+                          "stage1_learning_rate": None}
 
 
 def check_settings(base, args):
@@ -219,6 +225,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   pred_ckpt = final_ckpt(pred)
 
   k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction * s1_steps)
+  s1_learning_rate = args.stage1_learning_rate or args.learning_rate
   stage1 = {"theseus_const": ["--scheduler_type=constant", "--replacing_rate=0.5"],
             "theseus_linear": ["--scheduler_type=linear", "--replacing_rate=%g" % args.linear_start,
                                "--scheduler_linear_k=%g" % k]}
@@ -226,7 +233,7 @@ def run_task_seed(args, task, seed, model, num_examples):
     s1 = os.path.join(base, method + "_stage1")
     run_classifier(common(s1_steps) + flags + [
         "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + pred_ckpt,
-        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % args.learning_rate,
+        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % s1_learning_rate,
         "--stage1_also_train=" + args.stage1_also_train, "--suc_init=" + args.suc_init],
         s1 + ".log")
     if method == "theseus_linear":

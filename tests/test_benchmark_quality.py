@@ -20,7 +20,8 @@ def load_quality():
 
 def make_args(quality, **overrides):
   values = {"max_train_examples": 0, "predecessor_epochs": 3.0, "stage1_epochs": 2.0,
-            "stage2_epochs": 1.0, "learning_rate": 5e-5, "stage2_learning_rate": 3e-5,
+            "stage2_epochs": 1.0, "learning_rate": 5e-5, "stage1_learning_rate": None,
+            "stage2_learning_rate": 3e-5,
             "batch_size": 32, "max_seq_length": 128, "evals_per_run": 6, "linear_start": 0.3,
             "linear_reach_fraction": 0.6, "stage1_also_train": "", "suc_init": "first"}
   assert set(values) == set(quality.RUN_SETTINGS)
@@ -48,6 +49,7 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   recorded = vars(make_args(quality))
   del recorded["stage1_also_train"]  # a work_dir made before the ablation flags existed
   del recorded["suc_init"]
+  del recorded["stage1_learning_rate"]
   with open(os.path.join(base, "settings.json"), "w") as f:
     json.dump(recorded, f)
   quality.check_settings(base, make_args(quality))  # the old default: reused
@@ -57,6 +59,9 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   with pytest.raises(SystemExit) as raised:
     quality.check_settings(base, make_args(quality, suc_init="group_last"))
   assert "suc_init='first', now 'group_last'" in str(raised.value)
+  with pytest.raises(SystemExit) as raised:
+    quality.check_settings(base, make_args(quality, stage1_learning_rate=1e-4))
+  assert "stage1_learning_rate=None, now 0.0001" in str(raised.value)
 
 
 def test_spread_is_the_sample_standard_deviation():
@@ -88,7 +93,9 @@ def test_ablation_notes_name_only_the_settings_changed_from_the_defaults():
   defaults = quality.build_parser().parse_args([])
   assert quality.ablation_notes(defaults) == []
   changed = quality.build_parser().parse_args(["--suc_init=group_first",
+                                               "--stage1_learning_rate=1e-4",
                                                "--stage2_learning_rate=5e-5"])
   assert quality.ablation_notes(changed) == [
       "ablation: successors start from predecessor layers chosen by group_first",
+      "ablation: stage 1 learning rate 0.0001",
       "ablation: stage 2 learning rate 5e-05"]
