@@ -225,7 +225,8 @@ def run_task_seed(args, task, seed, model, num_examples):
   pred_ckpt = final_ckpt(pred)
 
   k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction * s1_steps)
-  s1_learning_rate = args.stage1_learning_rate or args.learning_rate
+  s1_learning_rate = (args.learning_rate if args.stage1_learning_rate is None
+                      else args.stage1_learning_rate)
   stage1 = {"theseus_const": ["--scheduler_type=constant", "--replacing_rate=0.5"],
             "theseus_linear": ["--scheduler_type=linear", "--replacing_rate=%g" % args.linear_start,
                                "--scheduler_linear_k=%g" % k]}
