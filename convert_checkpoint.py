@@ -27,7 +27,9 @@ successor modules) and target tensors the source lacks (a pooler, a classifier
 head) are logged and listed in `conversion_report.json` next to the outputs.
 
 Every output directory is written to a temporary sibling directory first and
-moved into place at the end, so a crash never leaves half-written outputs.
+moved into place in one rename at the end, so a crash never leaves half-written
+outputs; files of a previous output directory that a conversion does not write
+are kept.
 
 Bad input raises `ConversionError` (a ValueError) with a one-line message that
 names the file and the problem; the command line prints `error: <message>` to
@@ -45,7 +47,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -53,11 +54,14 @@ from absl import logging
 import numpy as np
 import safetensors.numpy
 
-import training
-from training import InputDataError
+import cli
+from errors import InputDataError
+import files
+import tokenization
 
-# TensorFlow is imported lazily (`_tf()`): input validation, which needs only
-# json/numpy, then runs and reports errors before TensorFlow's start-up noise.
+# TensorFlow is imported lazily (`_tf()`, `write_tf_checkpoint`): importing
+# this module, and input validation, which needs only json/numpy, do not load
+# it, and bad input is reported before TensorFlow's start-up.
 
 CHECKPOINT_NAME = "bert_model.ckpt"
 BERT_CONFIG_NAME = "bert_config.json"
@@ -257,20 +261,12 @@ def _read_json(path, what):
 
 
 def count_vocab(vocab_file):
-  """Number of tokens in a WordPiece vocab.txt, counted as tokenization does.
-
-  google-research/bert's `load_vocab` gives every line an id, so this counts
-  "\\n"-separated lines (a final newline does not start another token).
-  """
+  """Number of tokens in a WordPiece vocab.txt, counted as tokenization.load_vocab counts them."""
   _require_file(vocab_file, "vocab file")
-  with open(vocab_file, "rb") as f:
-    data = f.read()
-  if not data.strip():
-    raise ConversionError("vocab file is empty", vocab_file)
-  lines = data.split(b"\n")
-  if lines and lines[-1] == b"":
-    lines.pop()
-  return len(lines)
+  try:
+    return len(tokenization.read_vocab_tokens(vocab_file))
+  except InputDataError as e:
+    raise ConversionError(str(e))
 
 
 def _check_vocab(vocab_file, config, config_path):
@@ -516,39 +512,12 @@ def sha256_file(path, block_size=1 << 22):
 
 
 def write_tf_checkpoint(tensors, checkpoint_prefix):
-  """Writes {tf_name: np.ndarray} as a TF checkpoint (tf.compat.v1 Saver).
+  """Writes {tf_name: np.ndarray} as a TF checkpoint with checkpoints.write_checkpoint.
 
-  The values are fed through placeholders, so the graph holds no copy of them
-  and checkpoints over the 2 GB graph limit work. A `checkpoint` state file
-  with a relative path is written next to the files, so the directory can be
-  moved and `tf.train.latest_checkpoint` still finds it.
-
-  Args:
-    tensors: dict of variable name -> array.
-    checkpoint_prefix: path prefix, e.g. `<dir>/bert_model.ckpt`.
+  The checkpoints module (and so TensorFlow) is imported here, when a conversion writes.
   """
-  tf = _tf()
-  graph = tf.Graph()
-  with graph.as_default():
-    var_list = {}
-    feed = {}
-    for i, name in enumerate(sorted(tensors)):
-      value = np.asarray(tensors[name])
-      ph = tf.compat.v1.placeholder(tf.as_dtype(value.dtype), value.shape,
-                                    name="value_%d" % i)
-      var = tf.compat.v1.Variable(ph, name="var_%d" % i, trainable=False)
-      var_list[name] = var
-      feed[ph] = value
-    saver = tf.compat.v1.train.Saver(var_list=var_list, max_to_keep=None)
-    with tf.compat.v1.Session(graph=graph) as sess:
-      sess.run(tf.compat.v1.global_variables_initializer(), feed_dict=feed)
-      saver.save(sess, checkpoint_prefix, write_meta_graph=False,
-                 write_state=False)
-  base = os.path.basename(checkpoint_prefix)
-  with open(os.path.join(os.path.dirname(checkpoint_prefix), "checkpoint"),
-            "w") as f:
-    f.write("model_checkpoint_path: \"%s\"\n"
-            "all_model_checkpoint_paths: \"%s\"\n" % (base, base))
+  import checkpoints  # pylint: disable=g-import-not-at-top
+  checkpoints.write_checkpoint(tensors, checkpoint_prefix)
 
 
 def resolve_tf_checkpoint(path):
@@ -626,6 +595,53 @@ def _check_shape(name, got, expected, weights_path):
 # -------------------------------------------------------------- mapping
 
 
+def _hf_names_by_bare_name(hf_tensors):
+  """{bare name: source name}: "bert." (the BertFor* prefix) dropped, gamma/beta renamed.
+
+  Old checkpoints name LayerNorm parameters gamma/beta. When "x" and "bert.x" are both there,
+  the bare one is kept.
+  """
+  by_bare = {}
+  for name in hf_tensors:
+    bare = name[len("bert."):] if name.startswith("bert.") else name
+    bare = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", bare)
+    bare = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", bare)
+    if bare in by_bare and name.startswith("bert."):
+      continue
+    by_bare[bare] = name
+  return by_bare
+
+
+def _hf_num_labels(hf_tensors, by_bare, config, weights_path):
+  """The classifier's number of labels, or None when the source has no classifier."""
+  if "classifier.weight" not in by_bare and "classifier.bias" not in by_bare:
+    return None
+  for part in ("weight", "bias"):
+    if "classifier." + part not in by_bare:
+      raise ConversionError("classifier.%s is missing (classifier.%s is "
+                            "there)" % (part, "bias" if part == "weight"
+                                        else "weight"), weights_path)
+  w = hf_tensors[by_bare["classifier.weight"]]
+  if w.ndim != 2:
+    raise ConversionError("tensor classifier.weight has shape %s, expected "
+                          "[num_labels, %d]" % (_shape_str(w.shape),
+                                                config["hidden_size"]),
+                          weights_path)
+  return int(w.shape[0])
+
+
+def _mapping_report(source_shapes, used, why_unused, missing, num_labels, cast):
+  """The report of a mapping: every source tensor not used (with its reason), the targets
+  the source lacks, the number of labels and the tensors cast to float32."""
+  unused = [collections.OrderedDict([
+      ("name", name), ("shape", list(source_shapes[name])),
+      ("reason", why_unused(name))])
+            for name in sorted(source_shapes) if name not in used]
+  return collections.OrderedDict([
+      ("unused", unused), ("missing", missing), ("num_labels", num_labels),
+      ("cast", cast)])
+
+
 def hf_tensors_to_tf(hf_tensors, config, weights_path="<weights>",
                      config_path="config.json"):
   """Maps Hugging Face BERT tensors to google-research/bert variables.
@@ -648,35 +664,10 @@ def hf_tensors_to_tf(hf_tensors, config, weights_path="<weights>",
     ConversionError: layer count or tensor shapes disagree with the config,
       or an embedding/encoder tensor is missing.
   """
-  # Bare name -> source name. "bert." is the BertFor* prefix; old checkpoints
-  # name LayerNorm parameters gamma/beta.
-  by_bare = {}
-  for name in hf_tensors:
-    bare = name[len("bert."):] if name.startswith("bert.") else name
-    bare = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", bare)
-    bare = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", bare)
-    if bare in by_bare and name.startswith("bert."):
-      continue  # "x" and "bert.x" both present: keep the bare one.
-    by_bare[bare] = name
-
+  by_bare = _hf_names_by_bare_name(hf_tensors)
   _check_layer_count(_layer_indices(by_bare, _HF_LAYER_RE), config,
                      config_path, weights_path)
-
-  num_labels = None
-  if "classifier.weight" in by_bare or "classifier.bias" in by_bare:
-    for part in ("weight", "bias"):
-      if "classifier." + part not in by_bare:
-        raise ConversionError("classifier.%s is missing (classifier.%s is "
-                              "there)" % (part, "bias" if part == "weight"
-                                          else "weight"), weights_path)
-    w = hf_tensors[by_bare["classifier.weight"]]
-    if w.ndim != 2:
-      raise ConversionError("tensor classifier.weight has shape %s, expected "
-                            "[num_labels, %d]" % (_shape_str(w.shape),
-                                                  config["hidden_size"]),
-                            weights_path)
-    num_labels = int(w.shape[0])
-
+  num_labels = _hf_num_labels(hf_tensors, by_bare, config, weights_path)
   tf_tensors = collections.OrderedDict()
   used = set()
   missing = []
@@ -704,14 +695,9 @@ def hf_tensors_to_tf(hf_tensors, config, weights_path="<weights>",
   if num_labels is None:
     missing.extend(["output_weights", "output_bias"])
 
-  unused = [collections.OrderedDict([
-      ("name", name), ("shape", list(hf_tensors[name].shape)),
-      ("reason", _classify_unused_hf(name))])
-            for name in sorted(hf_tensors) if name not in used]
-  report = collections.OrderedDict([
-      ("unused", unused), ("missing", missing), ("num_labels", num_labels),
-      ("cast", cast)])
-  return tf_tensors, report
+  shapes = {name: hf_tensors[name].shape for name in hf_tensors}
+  return tf_tensors, _mapping_report(shapes, used, _classify_unused_hf, missing,
+                                     num_labels, cast)
 
 
 def tf_tensors_to_hf(read_tensor, shapes, config, checkpoint_path="<ckpt>",
@@ -781,55 +767,53 @@ def tf_tensors_to_hf(read_tensor, shapes, config, checkpoint_path="<ckpt>",
         prefix + spec.hf_name)
     hf_tensors[hf_name] = np.ascontiguousarray(value)
     used.add(spec.tf_name)
-  unused = [collections.OrderedDict([
-      ("name", name), ("shape", list(shapes[name])),
-      ("reason", _classify_ignored_tf(name))])
-            for name in sorted(names) if name not in used]
-  report = collections.OrderedDict([
-      ("unused", unused), ("missing", missing), ("num_labels", num_labels),
-      ("cast", cast)])
-  return hf_tensors, report
+  return hf_tensors, _mapping_report({n: shapes[n] for n in names}, used,
+                                     _classify_ignored_tf, missing, num_labels, cast)
 
 
 # ----------------------------------------------------------- publishing
 
 
-def _make_temp_dir(output_dir):
-  parent = os.path.dirname(os.path.abspath(output_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp_dir = tempfile.mkdtemp(
-      prefix="." + os.path.basename(os.path.abspath(output_dir)) + ".tmp-",
-      dir=parent)
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp makes it 0700.
-  return tmp_dir
+def _publish(tmp_dir, output_dir):
+  """Puts the finished `tmp_dir` at `output_dir` in one rename (files.publish_dir).
 
-
-def _publish(tmp_dir, output_dir, last=None):
-  """Moves the finished files of `tmp_dir` into `output_dir`.
-
-  A new `output_dir` is one atomic rename. Into an existing directory, files
-  are replaced one by one (each atomically), `last` after all the others.
+  Files of a previous `output_dir` that the conversion does not write (a user's own) are kept.
   """
-  output_dir = os.path.abspath(output_dir)
-  if not os.path.exists(output_dir):
-    try:
-      os.rename(tmp_dir, output_dir)
-      return
-    except OSError:
-      if not os.path.isdir(output_dir):  # Not a lost race: a real failure.
-        raise
-  if not os.path.isdir(output_dir):
-    raise ConversionError("output path exists and is not a directory",
-                          output_dir)
-  names = sorted(os.listdir(tmp_dir))
-  if last in names:
-    names.remove(last)
-    names.append(last)
-  for name in names:
-    os.replace(os.path.join(tmp_dir, name), os.path.join(output_dir, name))
-  shutil.rmtree(tmp_dir, ignore_errors=True)
+  try:
+    files.publish_dir(tmp_dir, output_dir, keep_other_files=True)
+  except InputDataError as e:
+    raise ConversionError(str(e))
+
+
+def _write_output_dir(output_dir, write_weights, json_files, vocab_file):
+  """Writes a conversion's outputs into a temporary sibling of output_dir, then publishes it.
+
+  Args:
+    output_dir: the directory to (re)place.
+    write_weights: callable(directory) writing the weights (and config) files there.
+    json_files: OrderedDict file name -> object, written as JSON.
+    vocab_file: copied as vocab.txt.
+  """
+  tmp_dir = files.make_temp_dir_beside(output_dir)
+  try:
+    write_weights(tmp_dir)
+    for name, obj in json_files.items():
+      _write_json(obj, os.path.join(tmp_dir, name))
+    shutil.copyfile(vocab_file, os.path.join(tmp_dir, VOCAB_NAME))
+    _publish(tmp_dir, output_dir)
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _conversion_report(mode, source, converted, report, details):
+  """conversion_report.json: what was converted from where, what was not, then `details`."""
+  return collections.OrderedDict([
+      ("mode", mode),
+      ("source", os.path.abspath(source)),
+      ("converted", sorted(converted)),
+      ("unused_source_tensors", report["unused"]),
+      ("missing_left_to_initializer", report["missing"]),
+  ] + list(details))
 
 
 def _log_report(report):
@@ -892,34 +876,22 @@ def convert_hf_to_tf(hf_dir, output_dir, stamp=None):
     warnings.append("hidden_act %s written as its equivalent %s" %
                     (raw.get("hidden_act"), config["hidden_act"]))
 
-  full_report = collections.OrderedDict([
-      ("mode", "hf_to_tf"),
-      ("source", os.path.abspath(weights_path)),
-      ("converted", sorted(tf_tensors)),
-      ("unused_source_tensors", report["unused"]),
-      ("missing_left_to_initializer", report["missing"]),
+  full_report = _conversion_report("hf_to_tf", weights_path, tf_tensors, report, [
       ("cast_to_float32", report["cast"]),
       ("num_labels", num_labels),
       ("id2label", raw.get("id2label") if num_labels is not None else None),
       ("do_lower_case", _hf_do_lower_case(hf_dir)),
       ("warnings", warnings),
-      ("bert_config", config),
-  ])
-  tmp_dir = _make_temp_dir(output_dir)
-  try:
+      ("bert_config", config)])
+
+  def write(tmp_dir):
     write_tf_checkpoint(tf_tensors, os.path.join(tmp_dir, CHECKPOINT_NAME))
     _write_bert_config(config, os.path.join(tmp_dir, BERT_CONFIG_NAME))
-    shutil.copyfile(vocab_path, os.path.join(tmp_dir, VOCAB_NAME))
-    _write_json(full_report, os.path.join(tmp_dir, REPORT_NAME))
-    if stamp is not None:
-      _write_json(stamp, os.path.join(tmp_dir, STAMP_NAME))
-      # A stale stamp must not vouch for a half-replaced directory.
-      stale = os.path.join(output_dir, STAMP_NAME)
-      if os.path.exists(stale):
-        os.remove(stale)
-    _publish(tmp_dir, output_dir, last=STAMP_NAME)
-  finally:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+  json_files = collections.OrderedDict([(REPORT_NAME, full_report)])
+  if stamp is not None:
+    json_files[STAMP_NAME] = stamp
+  _write_output_dir(output_dir, write, json_files, vocab_path)
   _log_report(report)
   for w in warnings:
     logging.warning("%s", w)
@@ -939,6 +911,23 @@ def _hf_do_lower_case(hf_dir):
   except (ValueError, UnicodeDecodeError, AttributeError):
     return None
   return value if isinstance(value, bool) else None
+
+
+def _label_names(label_names, num_labels, raw_config, prefix):
+  """The label names to write: the given ones, else the config's id2label."""
+  id2label = raw_config.get("id2label")
+  if label_names is None and num_labels is not None and isinstance(
+      id2label, dict) and len(id2label) == num_labels:
+    label_names = [id2label[k] for k in sorted(id2label, key=int)]
+  if label_names is not None:
+    if num_labels is None:
+      raise ConversionError("label names given but the checkpoint has no "
+                            "classifier (output_weights)", prefix)
+    if len(label_names) != num_labels:
+      raise ConversionError(
+          "%d label names given but output_weights has %d rows" %
+          (len(label_names), num_labels), prefix)
+  return label_names
 
 
 def convert_tf_to_hf(tf_checkpoint, output_dir, bert_config_file=None,
@@ -991,46 +980,24 @@ def convert_tf_to_hf(tf_checkpoint, output_dir, bert_config_file=None,
   hf_tensors, report = tf_tensors_to_hf(reader.get_tensor, shapes, config,
                                         prefix, bert_config_file)
   num_labels = report["num_labels"]
-  if label_names is None and num_labels is not None and isinstance(
-      raw.get("id2label"), dict) and len(raw["id2label"]) == num_labels:
-    label_names = [raw["id2label"][k] for k in sorted(raw["id2label"],
-                                                      key=int)]
-  if label_names is not None:
-    if num_labels is None:
-      raise ConversionError("label names given but the checkpoint has no "
-                            "classifier (output_weights)", prefix)
-    if len(label_names) != num_labels:
-      raise ConversionError(
-          "%d label names given but output_weights has %d rows" %
-          (len(label_names), num_labels), prefix)
+  label_names = _label_names(label_names, num_labels, raw, prefix)
   hf_config = bert_config_to_hf_config(config, num_labels, label_names)
   tokenizer_config = collections.OrderedDict([
       ("tokenizer_class", "BertTokenizer"),
       ("do_lower_case", bool(do_lower_case)),
       ("model_max_length", config["max_position_embeddings"]),
   ])
-  full_report = collections.OrderedDict([
-      ("mode", "tf_to_hf"),
-      ("source", os.path.abspath(prefix)),
-      ("converted", sorted(hf_tensors)),
-      ("unused_source_tensors", report["unused"]),
-      ("missing_left_to_initializer", report["missing"]),
-      ("num_labels", num_labels),
-      ("bert_config", config),
-  ])
-  tmp_dir = _make_temp_dir(output_dir)
-  try:
+  full_report = _conversion_report("tf_to_hf", prefix, hf_tensors, report, [
+      ("num_labels", num_labels), ("bert_config", config)])
+
+  def write(tmp_dir):
     safetensors.numpy.save_file(dict(hf_tensors),
                                 os.path.join(tmp_dir, HF_WEIGHTS_NAME),
                                 metadata={"format": "pt"})
-    _write_json(hf_config, os.path.join(tmp_dir, HF_CONFIG_NAME))
-    _write_json(tokenizer_config,
-                os.path.join(tmp_dir, HF_TOKENIZER_CONFIG_NAME))
-    shutil.copyfile(vocab_file, os.path.join(tmp_dir, VOCAB_NAME))
-    _write_json(full_report, os.path.join(tmp_dir, REPORT_NAME))
-    _publish(tmp_dir, output_dir)
-  finally:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+  _write_output_dir(output_dir, write, collections.OrderedDict([
+      (HF_CONFIG_NAME, hf_config), (HF_TOKENIZER_CONFIG_NAME, tokenizer_config),
+      (REPORT_NAME, full_report)]), vocab_file)
   _log_report(report)
   logging.info("Converted %d tensors (%d layers, %s) to %s", len(hf_tensors),
                config["num_hidden_layers"], hf_config["architectures"][0],
@@ -1137,40 +1104,27 @@ def define_flags(flag_values=FLAGS):
   Importing this module defines no flags, so scripts with flags of the same
   names (run_classifier.py's --output_dir, --vocab_file, ...) can import it.
   """
-  flags.DEFINE_enum("mode", "embedded_default",
-                    ["hf_to_tf", "tf_to_hf", "embedded_default"],
-                    "hf_to_tf: Hugging Face dir -> TF checkpoint dir; "
-                    "tf_to_hf: TF checkpoint -> Hugging Face dir; "
-                    "embedded_default: the installed all-MiniLM-L6-v2 -> "
-                    "a ready predecessor dir.", flag_values=flag_values)
-  flags.DEFINE_string("hf_dir", None,
-                      "hf_to_tf: Hugging Face model directory (config.json, "
-                      "model.safetensors, vocab.txt).",
-                      flag_values=flag_values)
-  flags.DEFINE_string("tf_checkpoint", None,
-                      "tf_to_hf: checkpoint prefix, e.g. .../bert_model.ckpt "
-                      "(a checkpoint directory works too).",
-                      flag_values=flag_values)
+  fv = {"flag_values": flag_values}
+  flags.DEFINE_enum("mode", "embedded_default", ["hf_to_tf", "tf_to_hf", "embedded_default"],
+                    "hf_to_tf: Hugging Face dir -> TF checkpoint dir; tf_to_hf: TF checkpoint "
+                    "-> Hugging Face dir; embedded_default: the installed all-MiniLM-L6-v2 -> "
+                    "a ready predecessor dir.", **fv)
+  flags.DEFINE_string("hf_dir", None, "hf_to_tf: Hugging Face model directory (config.json, "
+                      "model.safetensors, vocab.txt).", **fv)
+  flags.DEFINE_string("tf_checkpoint", None, "tf_to_hf: checkpoint prefix, e.g. "
+                      ".../bert_model.ckpt (a checkpoint directory works too).", **fv)
   flags.DEFINE_string("bert_config_file", None,
-                      "tf_to_hf: bert_config.json (default: next to the "
-                      "checkpoint).", flag_values=flag_values)
-  flags.DEFINE_string("vocab_file", None,
-                      "tf_to_hf: vocab.txt (default: next to the checkpoint).",
-                      flag_values=flag_values)
-  flags.DEFINE_list("label_names", None,
-                    "tf_to_hf: comma-separated label names for id2label "
-                    "(default: the config's id2label, else LABEL_0, ...).",
-                    flag_values=flag_values)
-  flags.DEFINE_bool("do_lower_case", True,
-                    "tf_to_hf: written to tokenizer_config.json.",
-                    flag_values=flag_values)
-  flags.DEFINE_string("output_dir", None,
-                      "Output directory. Default for embedded_default: "
-                      "models/all-MiniLM-L6-v2 under the repository root.",
-                      flag_values=flag_values)
-  flags.DEFINE_bool("force", False,
-                    "embedded_default: convert even when the stamp says the "
-                    "outputs are up to date.", flag_values=flag_values)
+                      "tf_to_hf: bert_config.json (default: next to the checkpoint).", **fv)
+  flags.DEFINE_string("vocab_file", None, "tf_to_hf: vocab.txt (default: next to the checkpoint).",
+                      **fv)
+  flags.DEFINE_list("label_names", None, "tf_to_hf: comma-separated label names for id2label "
+                    "(default: the config's id2label, else LABEL_0, ...).", **fv)
+  flags.DEFINE_bool("do_lower_case", True, "tf_to_hf: written to tokenizer_config.json.", **fv)
+  flags.DEFINE_string("output_dir", None, "Output directory. Default for embedded_default: "
+                      "models/all-MiniLM-L6-v2 under the repository root.", **fv)
+  flags.DEFINE_bool(cli.VERBOSE_FLAG, False, "Show TensorFlow's own start-up messages.", **fv)
+  flags.DEFINE_bool("force", False, "embedded_default: convert even when the stamp says the "
+                    "outputs are up to date.", **fv)
 
 
 def run(mode, hf_dir=None, tf_checkpoint=None, bert_config_file=None,
@@ -1196,7 +1150,7 @@ def run(mode, hf_dir=None, tf_checkpoint=None, bert_config_file=None,
 
 
 def main(argv):
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  cli.prepare_process(sys.argv[1:])  # TensorFlow is imported later, when a conversion writes
 
   def convert(argv):
     if len(argv) > 1:
@@ -1205,7 +1159,7 @@ def main(argv):
         FLAGS.vocab_file, FLAGS.label_names, FLAGS.do_lower_case,
         FLAGS.output_dir, FLAGS.force)
 
-  training.run_main(convert, argv)
+  cli.run_main(convert, argv)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,10 @@ import collections
 import copy
 import json
 import math
-import os
 import re
 
-# oneDNN kernels: TensorFlow 2.21 leaves them off on CPUs without AVX-512; on the AVX2 machines
-# this project is measured on they make training and inference about 1.3-1.6x faster
-# (benchmarks/speed.py). Set TF_ENABLE_ONEDNN_OPTS=0 to turn them off.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 tf1 = tf.compat.v1
 
@@ -374,23 +368,32 @@ def transformer_model_theseus(input_tensor,
                               hidden_dropout_prob, attention_probs_dropout_prob)
     return x
 
-  all_outputs = []
   if mode == "predecessor":
-    prev = input_tensor
-    for i in range(num_layers):
-      params = create_transformer_layer_variables("layer_%d" % i, config)
-      prev = run_layers(prev, [params])
-      all_outputs.append(prev)
-    return all_outputs, None
-
+    return _stacked_layers(input_tensor, "layer_%d", num_layers, config, run_layers), None
   if mode == "successor":
-    prev = input_tensor
-    for j in range(suc_layers):
-      params = create_transformer_layer_variables("suc_layer_%d" % j, config)
-      prev = run_layers(prev, [params])
-      all_outputs.append(prev)
-    return all_outputs, None
+    return _stacked_layers(input_tensor, "suc_layer_%d", suc_layers, config, run_layers), None
+  return _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob,
+                          run_layers, branch_hook)
 
+
+def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
+  """`num` layers named name_pattern % i, one after the other; returns every layer's output."""
+  outputs = []
+  prev = input_tensor
+  for i in range(num):
+    params = create_transformer_layer_variables(name_pattern % i, config)
+    prev = run_layers(prev, [params])
+    outputs.append(prev)
+  return outputs
+
+
+def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob, run_layers,
+                     branch_hook):
+  """Stage 1: n modules, each successor j or predecessor group j as drawn this step (tf.cond).
+
+  Returns:
+    (module outputs: list of n Tensors, replaced: bool Tensor [n]).
+  """
   if replace_rate_prob is None:
     raise ValueError("the Theseus graph needs replace_rate_prob")
   if not isinstance(replace_rate_prob, tf.Tensor):
@@ -399,10 +402,10 @@ def transformer_model_theseus(input_tensor,
 
   # Variables are created outside tf.cond; the branches only compute.
   pred_params = [create_transformer_layer_variables("layer_%d" % i, config)
-                 for i in range(num_layers)]
+                 for i in range(config.num_hidden_layers)]
   suc_params = [create_transformer_layer_variables("suc_layer_%d" % j, config)
                 for j in range(suc_layers)]
-  replaced = []
+  outputs, replaced = [], []
   prev = input_tensor
   for j in range(suc_layers):
     group = pred_params[j * group_size:(j + 1) * group_size]
@@ -420,8 +423,8 @@ def transformer_model_theseus(input_tensor,
       return run_layers(x, group)
 
     prev = tf.cond(use_successor, successor_branch, predecessor_branch, name="theseus_module_%d" % j)
-    all_outputs.append(prev)
-  return all_outputs, tf.stack(replaced)
+    outputs.append(prev)
+  return outputs, tf.stack(replaced)
 
 
 def get_replace_rate(global_step, scheduler_type="constant", base_rate=0.5, k=0.0,
@@ -450,6 +453,42 @@ def get_replace_rate(global_step, scheduler_type="constant", base_rate=0.5, k=0.
   return tf.minimum(1.0, float(base_rate) + float(k) * step, name="replace_rate")
 
 
+def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_prob):
+  """Word + token type + position embeddings, LayerNorm and dropout (current variable scope).
+
+  Args:
+    config: BertConfig.
+    input_ids, token_type_ids: int32 Tensors [batch_size, seq_length].
+    seq_length: scalar int Tensor (at most max_position_embeddings, checked when run).
+    hidden_dropout_prob: dropout rate (0 when not training).
+
+  Returns:
+    (word embedding table [vocab_size, hidden_size], embeddings [batch_size, seq_length,
+    hidden_size]).
+  """
+  embedding_table = tf1.get_variable(
+      "word_embeddings", [config.vocab_size, config.hidden_size],
+      initializer=create_initializer(config.initializer_range))
+  token_type_table = tf1.get_variable(
+      "token_type_embeddings", [config.type_vocab_size, config.hidden_size],
+      initializer=create_initializer(config.initializer_range))
+  position_table = tf1.get_variable(
+      "position_embeddings", [config.max_position_embeddings, config.hidden_size],
+      initializer=create_initializer(config.initializer_range))
+  beta, gamma = create_layer_norm_variables("LayerNorm", config.hidden_size)
+
+  assert_len = tf1.assert_less_equal(
+      seq_length, config.max_position_embeddings,
+      message="sequence longer than max_position_embeddings")
+  with tf.control_dependencies([assert_len]):
+    positions = tf.slice(position_table, [0, 0], tf.stack([seq_length, -1]))
+  embeddings = (tf.gather(embedding_table, input_ids) +
+                tf.gather(token_type_table, token_type_ids) +
+                tf.expand_dims(positions, 0))
+  embeddings = layer_norm(embeddings, beta, gamma)
+  return embedding_table, dropout(embeddings, hidden_dropout_prob)
+
+
 class BertModel(object):
   """BERT (predecessor, Theseus or successor graph).
 
@@ -470,7 +509,8 @@ class BertModel(object):
                replace_rate_prob=None,
                finetune_suc=False,
                scope=None,
-               branch_hook=None):
+               branch_hook=None,
+               encoder_fn=None):
     """Builds the graph.
 
     Args:
@@ -485,6 +525,8 @@ class BertModel(object):
       finetune_suc: with suc_layers > 0, build the successor-only graph (stage 2).
       scope: variable scope, default "bert".
       branch_hook: see transformer_model_theseus.
+      encoder_fn: the encoder, a callable with the signature and return value of
+        transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
     """
     config = copy.deepcopy(config)
     hidden_dropout_prob = config.hidden_dropout_prob if is_training else 0.0
@@ -507,33 +549,15 @@ class BertModel(object):
 
     with tf1.variable_scope(scope, default_name="bert"):
       with tf1.variable_scope("embeddings"):
-        self.embedding_table = tf1.get_variable(
-            "word_embeddings", [config.vocab_size, config.hidden_size],
-            initializer=create_initializer(config.initializer_range))
-        token_type_table = tf1.get_variable(
-            "token_type_embeddings", [config.type_vocab_size, config.hidden_size],
-            initializer=create_initializer(config.initializer_range))
-        position_table = tf1.get_variable(
-            "position_embeddings", [config.max_position_embeddings, config.hidden_size],
-            initializer=create_initializer(config.initializer_range))
-        beta, gamma = create_layer_norm_variables("LayerNorm", config.hidden_size)
-
-        assert_len = tf1.assert_less_equal(
-            seq_length, config.max_position_embeddings,
-            message="sequence longer than max_position_embeddings")
-        with tf.control_dependencies([assert_len]):
-          positions = tf.slice(position_table, [0, 0], tf.stack([seq_length, -1]))
-        embeddings = (tf.gather(self.embedding_table, input_ids) +
-                      tf.gather(token_type_table, token_type_ids) +
-                      tf.expand_dims(positions, 0))
-        embeddings = layer_norm(embeddings, beta, gamma)
-        self.embedding_output = dropout(embeddings, hidden_dropout_prob)  # [B, T, H]
+        self.embedding_table, self.embedding_output = _embeddings(
+            config, input_ids, token_type_ids, seq_length, hidden_dropout_prob)  # [B, T, H]
 
       with tf1.variable_scope("encoder"):
         mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)
         attention_bias = (1.0 - mask) * -10000.0
         flat_input = tf.reshape(self.embedding_output, [batch_size * seq_length, config.hidden_size])
-        layer_outputs, self.replaced_modules = transformer_model_theseus(
+        encoder_fn = encoder_fn or transformer_model_theseus
+        layer_outputs, self.replaced_modules = encoder_fn(
             flat_input, attention_bias, batch_size, seq_length, config, suc_layers=suc_layers,
             mode=self.mode, replace_rate_prob=replace_rate_prob,
             hidden_dropout_prob=hidden_dropout_prob,

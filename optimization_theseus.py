@@ -1,7 +1,7 @@
 """Optimisation for BERT-of-Theseus: AdamWeightDecay, warmup + linear decay, gradient clipping,
 gradient accumulation, and the choice of variables each stage updates.
 
-Stages (see DESIGN.md):
+Stages (the README's "How it works"):
   * plain fine-tuning (no `suc_layer_*` variables in the graph): every trainable variable;
   * stage 1 (the Theseus graph, finetune_suc=False): only `bert/encoder/suc_layer_*`;
   * stage 2 (finetune_suc=True, the successor-only graph): every trainable variable of that graph.

@@ -23,7 +23,8 @@ import unicodedata
 
 import sentencepiece as spm
 
-import training
+from errors import InputDataError
+import files
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
     init_checkpoint: str or None, checkpoint path prefix (or the directory holding it).
 
   Raises:
-    ValueError: (training.InputDataError) the flag contradicts a known checkpoint.
+    InputDataError: (a ValueError) the flag contradicts a known checkpoint.
   """
   if not init_checkpoint:
     return
@@ -72,11 +73,11 @@ def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
     return
 
   if model_name in _UNCASED_MODELS and not do_lower_case:
-    raise training.InputDataError(
+    raise InputDataError(
         "do_lower_case=False, but the checkpoint %r is an uncased model; "
         "pass --do_lower_case=True" % model_name, init_checkpoint)
   if model_name in _CASED_MODELS and do_lower_case:
-    raise training.InputDataError(
+    raise InputDataError(
         "do_lower_case=True, but the checkpoint %r is a cased model; "
         "pass --do_lower_case=False" % model_name, init_checkpoint)
   if model_name in _UNCASED_MODELS or model_name in _CASED_MODELS:
@@ -106,6 +107,20 @@ def printable_text(text):
   return convert_to_unicode(text)
 
 
+def read_vocab_tokens(vocab_file):
+  """The tokens of a vocab.txt in id order: one a line, trailing blank lines dropped.
+
+  Raises:
+    InputDataError: (a ValueError) the file is missing, empty or not UTF-8.
+  """
+  lines = files.read_text_lines(vocab_file, what="vocab file")
+  while lines and not lines[-1].strip():
+    lines.pop()
+  if not lines:
+    raise InputDataError("vocab file is empty", vocab_file)
+  return [line.strip() for line in lines]
+
+
 def load_vocab(vocab_file):
   """Loads a vocab.txt (one token a line, id = line index) into an OrderedDict.
 
@@ -116,33 +131,13 @@ def load_vocab(vocab_file):
     collections.OrderedDict mapping token -> id.
 
   Raises:
-    ValueError: (training.InputDataError) the file is missing, empty or not UTF-8, or a token
-      appears twice (the message names the line).
+    InputDataError: (a ValueError) the file is missing, empty or not UTF-8, or a token appears
+      twice (the message names the line).
   """
-  if not vocab_file or not os.path.isfile(vocab_file):
-    raise training.InputDataError("vocab file not found", vocab_file)
-  with open(vocab_file, "rb") as f:
-    data = f.read()
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise training.InputDataError("vocab file is not valid UTF-8", vocab_file, line)
-  if text.startswith(u"\ufeff"):
-    text = text[1:]
-  # Split on "\n" only: str.splitlines() would also break on characters such as U+2028 or
-  # U+0085, which may be part of a token, and so shift every id after them.
-  lines = text.split("\n")
-  while lines and not lines[-1].strip():
-    lines.pop()
-  if not lines:
-    raise training.InputDataError("vocab file is empty", vocab_file)
-
   vocab = collections.OrderedDict()
-  for index, line in enumerate(lines):
-    token = line.strip()
+  for index, token in enumerate(read_vocab_tokens(vocab_file)):
     if token in vocab:
-      raise training.InputDataError(
+      raise InputDataError(
           "duplicate token %r (first seen on line %d)" % (token, vocab[token] + 1),
           vocab_file, index + 1)
     vocab[token] = index
@@ -152,6 +147,16 @@ def load_vocab(vocab_file):
 def convert_by_vocab(vocab, items):
   """Maps every item through `vocab` (a dict); raises KeyError for a missing item."""
   return [vocab[item] for item in items]
+
+
+def convert_tokens_to_ids(vocab, tokens):
+  """google-research/bert's module-level helper: tokens -> ids through `vocab`."""
+  return convert_by_vocab(vocab, tokens)
+
+
+def convert_ids_to_tokens(inv_vocab, ids):
+  """google-research/bert's module-level helper: ids -> tokens through `inv_vocab`."""
+  return convert_by_vocab(inv_vocab, ids)
 
 
 def whitespace_tokenize(text):
@@ -168,7 +173,7 @@ def _ids_to_tokens(inv_vocab, ids, source):
   for token_id in ids:
     token = inv_vocab.get(int(token_id))
     if token is None:
-      raise training.InputDataError(
+      raise InputDataError(
           "id %r is outside the vocabulary (size %d)" % (token_id, len(inv_vocab)), source)
     tokens.append(token)
   return tokens
@@ -202,7 +207,7 @@ class FullTokenizer(object):
     for token in tokens:
       token_id = self.vocab.get(token)
       if token_id is None:
-        raise training.InputDataError(
+        raise InputDataError(
             "token %r is not in the vocabulary" % (token,), self.vocab_file)
       ids.append(token_id)
     return ids
@@ -378,11 +383,10 @@ class SentencePieceTokenizer(object):
       keep_accents: keep accents instead of stripping them (ALBERT strips them).
 
     Raises:
-      ValueError: (training.InputDataError) the file is missing or is not a SentencePiece
-        model.
+      InputDataError: (a ValueError) the file is missing or is not a SentencePiece model.
     """
     if not model_file or not os.path.isfile(model_file):
-      raise training.InputDataError("SentencePiece model file not found", model_file)
+      raise InputDataError("SentencePiece model file not found", model_file)
     self.model_file = model_file
     self.do_lower_case = do_lower_case
     self.keep_accents = keep_accents
@@ -390,7 +394,7 @@ class SentencePieceTokenizer(object):
     try:
       self.sp_model.Load(model_file)
     except (OSError, RuntimeError) as e:
-      raise training.InputDataError(
+      raise InputDataError(
           "not a valid SentencePiece model (%s)" % str(e).strip(), model_file)
     self.vocab = collections.OrderedDict(
         (self.sp_model.IdToPiece(i), i) for i in range(self.sp_model.GetPieceSize()))

@@ -69,16 +69,11 @@ def parse_args(argv=None):
                  help="Train on the first N sentences only (0: all 14,041).")
   p.add_argument("--max_eval_examples", type=int, default=0,
                  help="Evaluate on the first N dev sentences only (0: all 3,250).")
-  p.add_argument("--predecessor_epochs", type=float, default=3.0)
-  p.add_argument("--stage1_epochs", type=float, default=3.0)
-  p.add_argument("--stage2_epochs", type=float, default=3.0)
-  p.add_argument("--predecessor_steps", type=int, default=0,
-                 help="If > 0, updates of predecessor fine-tuning (overrides epochs).")
-  p.add_argument("--stage1_steps", type=int, default=0, help="If > 0, stage-1 updates.")
-  p.add_argument("--stage2_steps", type=int, default=0, help="If > 0, stage-2 updates.")
-  p.add_argument("--predecessor_learning_rate", type=float, default=5e-5)
-  p.add_argument("--stage1_learning_rate", type=float, default=5e-5)
-  p.add_argument("--stage2_learning_rate", type=float, default=5e-5)
+  for stage in ("predecessor", "stage1", "stage2"):
+    p.add_argument("--%s_epochs" % stage, type=float, default=3.0)
+    p.add_argument("--%s_steps" % stage, type=int, default=0,
+                   help="If > 0, the updates of this stage (overrides its epochs).")
+    p.add_argument("--%s_learning_rate" % stage, type=float, default=5e-5)
   p.add_argument("--replacing_rate", type=float, default=0.5, help="Stage-1 base replace rate.")
   p.add_argument("--scheduler_type", choices=("constant", "linear"), default="constant")
   p.add_argument("--scheduler_linear_k", type=float, default=0.0)
@@ -172,10 +167,10 @@ def main(argv=None):
 
   # Features per sentence = number of entity types (4) for CoNLL sentences, which fit one
   # window; used only to turn epochs into a step count shared by all stages' schedules.
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  sentences, _ = run_ner_mrc.read_conll2003(os.path.join(args.data_dir, "train.txt"))
+  import ner_mrc_task  # pylint: disable=g-import-not-at-top
+  sentences, _ = ner_mrc_task.read_conll2003(os.path.join(args.data_dir, "train.txt"))
   num_train = len(sentences[:args.max_train_examples or None])
-  queries = run_ner_mrc.load_queries(os.path.join(REPO_ROOT, "configs",
+  queries = ner_mrc_task.load_queries(os.path.join(REPO_ROOT, "configs",
                                                   "ner_queries_conll2003.json"))
   num_features = num_train * len(queries)
 

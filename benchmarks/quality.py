@@ -124,27 +124,19 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
   """Writes the first `keep_layers` layers of a BERT checkpoint (+ everything outside the
   encoder, optimizer slots dropped) as a plain BERT with num_hidden_layers = keep_layers."""
   import re  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf1 = tf.compat.v1
+  import checkpoints  # pylint: disable=g-import-not-at-top
   done = os.path.join(out_dir, "bert_model.ckpt.index")
   if os.path.exists(done):
     return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
   os.makedirs(out_dir, exist_ok=True)
-  reader = tf.train.load_checkpoint(src_ckpt)
-  values = {}
-  for name in reader.get_variable_to_shape_map():
-    if "adam_" in name or name == "global_step":
-      continue
+
+  def keep(name):
     m = re.match(r"^bert/encoder/layer_(\d+)/", name)
-    if m and int(m.group(1)) >= keep_layers:
-      continue
-    values[name] = reader.get_tensor(name)
-  with tf.Graph().as_default():
-    variables = [tf1.get_variable(n, initializer=v) for n, v in sorted(values.items())]
-    saver = tf1.train.Saver(variables)
-    with tf1.Session() as sess:
-      sess.run(tf1.variables_initializer(variables))
-      saver.save(sess, os.path.join(out_dir, "bert_model.ckpt"), write_meta_graph=False)
+    return ("adam_" not in name and name != "global_step" and
+            not (m and int(m.group(1)) >= keep_layers))
+
+  checkpoints.write_checkpoint(checkpoints.read_checkpoint(src_ckpt, keep),
+                               os.path.join(out_dir, "bert_model.ckpt"))
   with open(src_config) as f:
     config = json.load(f)
   config["num_hidden_layers"] = keep_layers
@@ -192,8 +184,8 @@ def run_task_seed(args, task, seed, model, num_examples):
   A two-stage method's history is the stage-1 evaluations followed by the stage-2 ones (whose
   steps start again from 0).
   """
-  import run_classifier as rc  # pylint: disable=g-import-not-at-top
-  main_metric = rc.get_processor(task).main_metric
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  main_metric = classifier_task.get_processor(task).main_metric
   base = os.path.join(args.work_dir, task, "seed%d" % seed)
   os.makedirs(base, exist_ok=True)
   check_settings(base, args)
@@ -333,14 +325,14 @@ def plot_task(task, per_seed, main_metric, schedule, path, notes=()):
 def main():
   args = build_parser().parse_args()
   import convert_checkpoint  # pylint: disable=g-import-not-at-top
-  import run_classifier as rc  # pylint: disable=g-import-not-at-top
+  import classifier_task  # pylint: disable=g-import-not-at-top
   model = convert_checkpoint.convert_embedded_default()
   os.makedirs(args.work_dir, exist_ok=True)
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   seeds = [int(s) for s in args.seeds.split(",")]
   results = {}
   for task in tasks:
-    processor = rc.get_processor(task)
+    processor = classifier_task.get_processor(task)
     n = len(processor.get_train_examples(os.path.join(args.glue_dir, TASK_DIRS[task])))
     if args.max_train_examples:
       n = min(n, args.max_train_examples)

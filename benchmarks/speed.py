@@ -2,7 +2,7 @@
 """Speed and memory benchmark: predecessor vs successor, inference and training.
 
 Inference goes through exported SavedModels (the `serving_default` signature that
-`training.export_model` writes): the 6-layer predecessor and the successors (6 -> 3, 6 -> 2)
+`export.export_model` writes): the 6-layer predecessor and the successors (6 -> 3, 6 -> 2)
 are exported from the embedded predecessor checkpoint (successor module j initialised from
 layer j; the weights do not matter for speed), then timed at batch 1 and batch 32 for
 sequence length 128 and for the real length distribution of SST-2 dev (dev order, each batch
@@ -51,7 +51,7 @@ import traceback
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cli  # pylint: disable=g-import-not-at-top
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -178,7 +178,7 @@ def pad_batches(sequences, batch_size):
 def _tf_session_config(threads):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   config = tf.compat.v1.ConfigProto()
-  if threads:  # as training.session_config does
+  if threads:  # as run_config.session_config does
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
   config.gpu_options.allow_growth = True  # several worker processes share one GPU
@@ -254,7 +254,7 @@ def _process_stats():
 
 
 class TFInferenceRunner(object):
-  """A SavedModel session, fed and fetched like training.load_saved_model_predictor."""
+  """A SavedModel session, fed and fetched like export.load_saved_model_predictor."""
 
   def __init__(self, spec):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -357,9 +357,9 @@ class TFTrainRunner(object):
 
   def __init__(self, spec):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import classifier_task  # pylint: disable=g-import-not-at-top
     import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
     import optimization_theseus  # pylint: disable=g-import-not-at-top
-    import run_classifier  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     self.spec = spec
     config = modeling.BertConfig.from_json_file(spec["bert_config_file"])
@@ -379,17 +379,12 @@ class TFTrainRunner(object):
       rate = None
       if variant in ("stage1", "both_branches"):
         rate = modeling.get_replace_rate(global_step, "constant", spec["replace_rate"])
-      original = modeling.transformer_model_theseus
-      if variant == "both_branches":
-        modeling.transformer_model_theseus = both_branches_encoder
-      try:
-        model = modeling.BertModel(
-            config, True, self.placeholders["input_ids"], self.placeholders["input_mask"],
-            self.placeholders["segment_ids"], suc_layers=suc_layers, replace_rate_prob=rate,
-            finetune_suc=finetune_suc)
-      finally:
-        modeling.transformer_model_theseus = original
-      task = run_classifier.make_task(run_classifier.get_processor("sst-2"), [])
+      model = modeling.BertModel(
+          config, True, self.placeholders["input_ids"], self.placeholders["input_mask"],
+          self.placeholders["segment_ids"], suc_layers=suc_layers, replace_rate_prob=rate,
+          finetune_suc=finetune_suc,
+          encoder_fn=both_branches_encoder if variant == "both_branches" else None)
+      task = classifier_task.make_task(classifier_task.get_processor("sst-2"), [])
       loss, _ = task.build_head(model, self.placeholders, True)
       ops = optimization_theseus.create_optimizer_for_bert_theseus(
           loss, 2e-5, num_train_steps=1000000, num_warmup_steps=1000,
@@ -706,12 +701,13 @@ def ensure_model_dir(model_dir):
 
 
 def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
-  """SavedModels of the predecessor (0) and successors (n), via training.export_model."""
+  """SavedModels of the predecessor (0) and successors (n), via export.export_model."""
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import export  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
   bert_config = modeling.BertConfig.from_json_file(bert_config_file)
-  task = run_classifier.make_task(run_classifier.get_processor("sst-2"), [])
+  task = classifier_task.make_task(classifier_task.get_processor("sst-2"), [])
   paths = collections.OrderedDict()
   for n in layer_counts:
     export_dir = os.path.join(args.work_dir, "export_%dL" % (n or bert_config.num_hidden_layers))
@@ -722,12 +718,12 @@ def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
         if json.load(f)["num_hidden_layers"] == (n or bert_config.num_hidden_layers):
           paths[n] = saved_model
           continue
-    cfg = training.RunConfig({
+    cfg = run_config.RunConfig({
         "suc_layers": n, "finetune_suc": False, "suc_init": "first", "spm_model_file": "",
         "vocab_file": vocab_file, "num_threads": args.threads, "output_dir": None,
         "cache_dir": None, "export_dir": export_dir})
     t0 = time.perf_counter()
-    info = training.export_model(cfg, bert_config, task, checkpoint, export_dir)
+    info = export.export_model(cfg, bert_config, task, checkpoint, export_dir)
     print("  exported %d layers (%d parameters) to %s in %.1f s"
           % (info["num_hidden_layers"], info["parameters"], saved_model,
              time.perf_counter() - t0), flush=True)
@@ -1040,6 +1036,9 @@ def check_targets(args, results, num_layers):
 
 def main(argv=None):
   args = parse_args(argv)
+  # As the run scripts do (oneDNN on, TensorFlow's C++ start-up quiet), before any process here
+  # imports TensorFlow; the workers inherit it.
+  cli.prepare_process([])
   os.makedirs(args.work_dir, exist_ok=True)
   checkpoint = ensure_model_dir(args.model_dir)
   bert_config_file = os.path.join(args.model_dir, "bert_config.json")

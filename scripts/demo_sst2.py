@@ -38,11 +38,13 @@ def parse_args():
       "OUTPUT_DIR", os.path.join(REPO, "output", "sst2_demo")))
   parser.add_argument("--train_examples", type=int, default=8000,
                       help="train on the first N SST-2 examples (0: all)")
-  parser.add_argument("--predecessor_epochs", type=float, default=1.0)
-  parser.add_argument("--stage1_epochs", type=float, default=2.0)
-  parser.add_argument("--stage2_epochs", type=float, default=1.0)
+  for stage, epochs in (("predecessor", 1.0), ("stage1", 2.0), ("stage2", 1.0)):
+    parser.add_argument("--%s_epochs" % stage, type=float, default=epochs)
   parser.add_argument("--latency_iters", type=int, default=30,
                       help="timed calls per model at batch 1 (a third of it at batch 32)")
+  parser.add_argument("--tf_verbose", action="store_true",
+                      help="show TensorFlow's own start-up messages and warnings, in the steps' "
+                           "logs and here")
   return parser.parse_args()
 
 
@@ -53,9 +55,8 @@ def run_step(name, args, log_dir):
   print("\n[%s] %s" % (name, " ".join(cmd[1:])), flush=True)
   print("  log: %s" % log_path, flush=True)
   start = time.time()
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   with open(log_path, "a") as log:
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     last_size = 0
     while proc.poll() is None:
       time.sleep(5)
@@ -105,12 +106,12 @@ def latencies_ms(saved_model_dirs, batch_size, seq_length, iters):
   medians is a fair speedup.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import export  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   feed = {"input_ids": rng.randint(1000, 30000, size=(batch_size, seq_length)).astype(np.int32),
           "input_mask": np.ones((batch_size, seq_length), np.int32),
           "segment_ids": np.zeros((batch_size, seq_length), np.int32)}
-  predictors = [training.load_saved_model_predictor(d) for d in saved_model_dirs]
+  predictors = [export.load_saved_model_predictor(d) for d in saved_model_dirs]
   for _, predict in predictors:
     for _ in range(5):  # graph optimisation and oneDNN kernel set-up happen on the first calls
       predict(feed)
@@ -127,6 +128,12 @@ def latencies_ms(saved_model_dirs, batch_size, seq_length, iters):
 
 def main():
   args = parse_args()
+  import cli  # pylint: disable=g-import-not-at-top
+  verbose = ["--tf_verbose"] if args.tf_verbose else []
+  # For the steps, and for this process, which loads the exported models for the latency table.
+  cli.prepare_process(verbose)
+  if not args.tf_verbose:
+    cli.quiet_tensorflow_python_logs()
   os.makedirs(args.output_dir, exist_ok=True)
   sst2 = os.path.join(args.glue_dir, "SST-2")
   if not os.path.isfile(os.path.join(sst2, "train.tsv")):
@@ -147,17 +154,17 @@ def main():
       "--flagfile=configs/sst2_predecessor.flags", "--output_dir=" + pred_dir,
       "--init_checkpoint=" + result.init_checkpoint,
       "--num_train_epochs=%g" % args.predecessor_epochs,
-      "--do_train", "--do_eval", "--do_export"] + common, args.output_dir)
+      "--do_train", "--do_eval", "--do_export"] + common + verbose, args.output_dir)
   pred_ckpt = read_json(os.path.join(pred_dir, "eval_results.json"))["checkpoint"]
   timings["stage1"] = run_step("stage1", [
       "--flagfile=configs/sst2_stage1.flags", "--output_dir=" + s1_dir,
       "--init_checkpoint=" + pred_ckpt, "--num_train_epochs=%g" % args.stage1_epochs,
-      "--do_train", "--do_eval"] + common, args.output_dir)
+      "--do_train", "--do_eval"] + common + verbose, args.output_dir)
   s1_ckpt = read_json(os.path.join(s1_dir, "eval_results.json"))["checkpoint"]
   timings["stage2"] = run_step("stage2", [
       "--flagfile=configs/sst2_stage2.flags", "--output_dir=" + s2_dir,
       "--init_checkpoint=" + s1_ckpt, "--num_train_epochs=%g" % args.stage2_epochs,
-      "--do_train", "--do_eval", "--do_export"] + common, args.output_dir)
+      "--do_train", "--do_eval", "--do_export"] + common + verbose, args.output_dir)
 
   runs = (("predecessor (6 layers)", pred_dir), ("successor (3 layers)", s2_dir))
   saved_models = [os.path.join(run_dir, "export", "saved_model") for _, run_dir in runs]

@@ -19,8 +19,8 @@ import os
 import numpy as np
 import pytest
 
-import run_classifier
-import training
+import classifier_task
+import errors
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ class _WhitespaceTokenizer(object):
 
 def test_sst2_real_files(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "SST-2")
-  processor = run_classifier.PROCESSORS["sst-2"]()
+  processor = classifier_task.PROCESSORS["sst-2"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 67349
@@ -76,7 +76,7 @@ def test_sst2_real_files(shared_data_dir):
 
 def test_mrpc_real_files_with_bom(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "MRPC")
-  processor = run_classifier.PROCESSORS["mrpc"]()
+  processor = classifier_task.PROCESSORS["mrpc"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 3668
@@ -91,7 +91,7 @@ def test_mrpc_real_files_with_bom(shared_data_dir):
 
 def test_rte_real_files(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "RTE")
-  processor = run_classifier.PROCESSORS["rte"]()
+  processor = classifier_task.PROCESSORS["rte"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 2490
@@ -104,8 +104,8 @@ def test_rte_real_files(shared_data_dir):
 
 def test_lcqmc_real_dev_both_formats(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "lcqmc")
-  tsv_dev = run_classifier.PROCESSORS["lcqmc"]().get_dev_examples(data_dir)
-  csv_processor = run_classifier.LcqmcProcessor(file_format="csv")
+  tsv_dev = classifier_task.PROCESSORS["lcqmc"]().get_dev_examples(data_dir)
+  csv_processor = classifier_task.LcqmcProcessor(file_format="csv")
   csv_dev = csv_processor.get_dev_examples(data_dir)
   for dev in (tsv_dev, csv_dev):
     assert len(dev) == 8802
@@ -121,8 +121,8 @@ def test_lcqmc_real_dev_both_formats(shared_data_dir):
 
 def test_lcqmc_missing_split_names_both_forms(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "lcqmc")
-  with pytest.raises(training.InputDataError) as e:
-    run_classifier.LcqmcProcessor().get_train_examples(data_dir)
+  with pytest.raises(errors.InputDataError) as e:
+    classifier_task.LcqmcProcessor().get_train_examples(data_dir)
   assert "train.tsv" in str(e.value) and "LCQMC_train.csv" in str(e.value)
 
 
@@ -141,7 +141,7 @@ def test_cola_files(tmp_path):
   _write(tmp_path / "train.tsv", COLA_TRAIN)
   _write(tmp_path / "dev.tsv", COLA_TRAIN)
   _write(tmp_path / "test.tsv", COLA_TEST)
-  processor = run_classifier.PROCESSORS["cola"]()
+  processor = classifier_task.PROCESSORS["cola"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["1", "0", "1"]
   assert train[1].text_a == "They drank the pub."
@@ -165,7 +165,7 @@ def test_qnli_files(tmp_path):
        "entailment"]))
   _write(tmp_path / "test.tsv", _tsv(["index", "question", "sentence"],
                                      ["0", "What is it?", "It is a test."]))
-  processor = run_classifier.PROCESSORS["qnli"]()
+  processor = classifier_task.PROCESSORS["qnli"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["not_entailment", "entailment"]
   assert train[0].text_a == "When did the third Digimon series begin?"
@@ -183,7 +183,7 @@ def test_qqp_files(tmp_path):
        "I handle social media for a non-profit. What should I do?", "1"]))
   _write(tmp_path / "test.tsv", _tsv(["id", "question1", "question2"],
                                      ["0", "Is it raining?", "Does it rain?"]))
-  processor = run_classifier.PROCESSORS["qqp"]()
+  processor = classifier_task.PROCESSORS["qqp"]()
   dev = processor.get_dev_examples(str(tmp_path))
   assert [e.label for e in dev] == ["0", "1"]
   assert dev[0].text_b == "Why are hispanics so beautiful?"
@@ -224,7 +224,7 @@ def test_mnli_files(tmp_path):
                 ["entailment"])))
   _write(tmp_path / "test_matched.tsv", _tsv(_MNLI_HEAD, _mnli_row(0, "A b.", "C d.", [])))
   _write(tmp_path / "test_mismatched.tsv", _tsv(_MNLI_HEAD, _mnli_row(0, "E f.", "G h.", [])))
-  processor = run_classifier.PROCESSORS["mnli"]()
+  processor = classifier_task.PROCESSORS["mnli"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["neutral", "entailment"]
   assert train[0].text_a == "Conceptually cream skimming has two basic dimensions."
@@ -260,7 +260,7 @@ def test_stsb_files(tmp_path):
       _STSB_HEAD, ["0", "main-captions", "MSRvid", "2012test", "0024", "none", "none",
                    "A girl is styling her hair.", "A girl is brushing her hair."]))
   for name in ("sts-b", "stsb"):
-    processor = run_classifier.PROCESSORS[name]()
+    processor = classifier_task.PROCESSORS[name]()
     assert processor.is_regression and processor.main_metric == "pearson"
     train = processor.get_train_examples(str(tmp_path))
     assert [e.label for e in train] == [5.0, 3.8, 0.0]
@@ -281,24 +281,24 @@ def test_glue_test_files_sst2_mrpc_rte(tmp_path):
       ["1", "1089874", "1089925", "PCCW 's chief operating officer", "Chief operating officer"]))
   _write(rte / "test.tsv", _tsv(["index", "sentence1", "sentence2"],
                                 ["0", "Mangla was summoned.", "Mangla was summoned to court."]))
-  assert run_classifier.PROCESSORS["sst2"]().get_test_examples(str(sst))[0].text_a == (
+  assert classifier_task.PROCESSORS["sst2"]().get_test_examples(str(sst))[0].text_a == (
       "uneasy mishmash of styles .")
-  ex = run_classifier.PROCESSORS["mrpc"]().get_test_examples(str(mrpc))[0]
+  ex = classifier_task.PROCESSORS["mrpc"]().get_test_examples(str(mrpc))[0]
   assert (ex.text_a, ex.text_b, ex.label) == (
       "PCCW 's chief operating officer", "Chief operating officer", None)
-  ex = run_classifier.PROCESSORS["rte"]().get_test_examples(str(rte))[0]
+  ex = classifier_task.PROCESSORS["rte"]().get_test_examples(str(rte))[0]
   assert (ex.text_b, ex.label) == ("Mangla was summoned to court.", None)
 
 
 def test_lcqmc_tsv_test_without_labels(tmp_path):
   _write(tmp_path / "test.tsv", _tsv([u"谁有狂三这张高清的", u"这张高清图，谁有"],
                                      [u"英雄联盟什么英雄最好", u"英雄联盟最好英雄是什么"]))
-  test = run_classifier.LcqmcProcessor().get_test_examples(str(tmp_path))
+  test = classifier_task.LcqmcProcessor().get_test_examples(str(tmp_path))
   assert [(e.text_a, e.label) for e in test] == [(u"谁有狂三这张高清的", None),
                                                 (u"英雄联盟什么英雄最好", None)]
   # A test file that carries labels keeps them.
   _write(tmp_path / "test.tsv", _tsv([u"你好", u"您好", "1"], [u"再见", u"你好", "0"]))
-  test = run_classifier.LcqmcProcessor().get_test_examples(str(tmp_path))
+  test = classifier_task.LcqmcProcessor().get_test_examples(str(tmp_path))
   assert [e.label for e in test] == ["1", "0"]
 
 
@@ -306,7 +306,7 @@ def test_generic_tsv_csv_and_regression(tmp_path):
   _write(tmp_path / "train.tsv", _tsv(["id", "text", "label"], ["1", "good film", "pos"],
                                       ["2", "bad film", "neg"]))
   _write(tmp_path / "test.tsv", _tsv(["id", "text"], ["1", "fine film"]))
-  processor = run_classifier.PROCESSORS["generic"](labels=["neg", "pos"], text_a_column=1,
+  processor = classifier_task.PROCESSORS["generic"](labels=["neg", "pos"], text_a_column=1,
                                                    label_column=2)
   train = processor.get_train_examples(str(tmp_path))
   assert [(e.text_a, e.label) for e in train] == [("good film", "pos"), ("bad film", "neg")]
@@ -315,7 +315,7 @@ def test_generic_tsv_csv_and_regression(tmp_path):
 
   # CSV with quoting, a pair task, no header, CRLF line endings.
   _write(tmp_path / "pairs.csv", 'a,"first, with comma",yes\r\nb,"say ""hi""",no\r\n')
-  processor = run_classifier.GenericProcessor(
+  processor = classifier_task.GenericProcessor(
       labels=["no", "yes"], text_a_column=0, text_b_column=1, label_column=2, delimiter=",",
       has_header=False, train_file="pairs.csv")
   train = processor.get_train_examples(str(tmp_path))
@@ -324,27 +324,27 @@ def test_generic_tsv_csv_and_regression(tmp_path):
   assert train[1].line == 2
 
   _write(tmp_path / "reg.tsv", _tsv(["s", "y"], ["one", "0.5"], ["two", "-2"]))
-  processor = run_classifier.GenericProcessor(is_regression=True, train_file="reg.tsv")
+  processor = classifier_task.GenericProcessor(is_regression=True, train_file="reg.tsv")
   assert [e.label for e in processor.get_train_examples(str(tmp_path))] == [0.5, -2.0]
   assert processor.main_metric == "pearson"
 
   with pytest.raises(ValueError):
-    run_classifier.GenericProcessor(labels=None)
+    classifier_task.GenericProcessor(labels=None)
 
 
 def test_registry_and_aliases():
   for alias, name in (("sst2", "sst-2"), ("stsb", "sts-b")):
-    assert run_classifier.PROCESSORS[alias] is run_classifier.PROCESSORS[name]
-  assert all(k == k.lower() for k in run_classifier.PROCESSORS)
-  assert isinstance(run_classifier.get_processor("MRPC"), run_classifier.MrpcProcessor)
-  with pytest.raises(training.InputDataError) as e:
-    run_classifier.get_processor("nope")
+    assert classifier_task.PROCESSORS[alias] is classifier_task.PROCESSORS[name]
+  assert all(k == k.lower() for k in classifier_task.PROCESSORS)
+  assert isinstance(classifier_task.get_processor("MRPC"), classifier_task.MrpcProcessor)
+  with pytest.raises(errors.InputDataError) as e:
+    classifier_task.get_processor("nope")
   assert "nope" in str(e.value) and "mrpc" in str(e.value)
   expected = {"sst-2": "accuracy", "mrpc": "f1", "rte": "accuracy", "cola": "mcc",
               "qnli": "accuracy", "qqp": "f1", "mnli": "accuracy", "sts-b": "pearson",
               "lcqmc": "accuracy"}
   for name, metric in expected.items():
-    processor = run_classifier.PROCESSORS[name]()
+    processor = classifier_task.PROCESSORS[name]()
     assert processor.main_metric == metric
     assert metric in processor.metric_names
 
@@ -398,8 +398,8 @@ def _read_split(processor, data_dir, file_name):
 def test_bad_rows_raise_with_file_and_line(tmp_path, case):
   _, task, file_name, content, line, fragment, _ = case
   path = _write(tmp_path / file_name, content)
-  with pytest.raises(training.InputDataError) as e:
-    _read_split(run_classifier.PROCESSORS[task](), str(tmp_path), file_name)
+  with pytest.raises(errors.InputDataError) as e:
+    _read_split(classifier_task.PROCESSORS[task](), str(tmp_path), file_name)
   message = str(e.value)
   assert "\n" not in message
   assert message.startswith("%s:%d: " % (path, line)), message
@@ -411,7 +411,7 @@ def test_bad_rows_raise_with_file_and_line(tmp_path, case):
 def test_bad_rows_skipped_and_counted(tmp_path, case, caplog):
   _, task, file_name, content, _, _, num_good = case
   path = _write(tmp_path / file_name, content)
-  processor = run_classifier.PROCESSORS[task](skip_bad_rows=True)
+  processor = classifier_task.PROCESSORS[task](skip_bad_rows=True)
   with caplog.at_level(std_logging.INFO):
     examples = _read_split(processor, str(tmp_path), file_name)
   assert len(examples) == num_good
@@ -425,7 +425,7 @@ def test_bad_rows_skipped_and_counted(tmp_path, case, caplog):
 def test_skip_count_accumulates_and_zero_is_logged(tmp_path, caplog):
   _write(tmp_path / "train.tsv", _tsv(SST_HEAD, ["a", "1"], ["b", "x"], ["c", "y"]))
   _write(tmp_path / "dev.tsv", _tsv(SST_HEAD, ["a", "1"], ["b", "x"]))
-  processor = run_classifier.Sst2Processor(skip_bad_rows=True)
+  processor = classifier_task.Sst2Processor(skip_bad_rows=True)
   processor.get_train_examples(str(tmp_path))
   processor.get_dev_examples(str(tmp_path))
   assert processor.num_skipped_rows == 3
@@ -433,17 +433,17 @@ def test_skip_count_accumulates_and_zero_is_logged(tmp_path, caplog):
   clean_dir.mkdir()
   _write(clean_dir / "dev.tsv", _tsv(SST_HEAD, ["a", "1"]))
   with caplog.at_level(std_logging.INFO):
-    run_classifier.Sst2Processor().get_dev_examples(str(clean_dir))
+    classifier_task.Sst2Processor().get_dev_examples(str(clean_dir))
   assert "0 bad rows skipped" in caplog.text
 
 
 def test_csv_wrong_columns_names_line(tmp_path):
   path = _write(tmp_path / "LCQMC_dev.csv",
                 "sentence1,sentence2,label\r\na,b,1\r\n\"c, d\",e\r\nf,g,0\r\n")
-  with pytest.raises(training.InputDataError) as e:
-    run_classifier.LcqmcProcessor(file_format="csv").get_dev_examples(str(tmp_path))
+  with pytest.raises(errors.InputDataError) as e:
+    classifier_task.LcqmcProcessor(file_format="csv").get_dev_examples(str(tmp_path))
   assert str(e.value).startswith("%s:3: " % path)
-  processor = run_classifier.LcqmcProcessor(file_format="csv", skip_bad_rows=True)
+  processor = classifier_task.LcqmcProcessor(file_format="csv", skip_bad_rows=True)
   assert len(processor.get_dev_examples(str(tmp_path))) == 2
   assert processor.num_skipped_rows == 1
 
@@ -457,22 +457,22 @@ def test_csv_wrong_columns_names_line(tmp_path):
 def test_bad_files(tmp_path, content, fragment, line):
   path = _write(tmp_path / "train.tsv", content)
   for skip in (False, True):
-    with pytest.raises(training.InputDataError) as e:
-      run_classifier.Sst2Processor(skip_bad_rows=skip).get_train_examples(str(tmp_path))
+    with pytest.raises(errors.InputDataError) as e:
+      classifier_task.Sst2Processor(skip_bad_rows=skip).get_train_examples(str(tmp_path))
     message = str(e.value)
     assert message.startswith(path + (":%d: " % line if line else ": ")), message
     assert fragment in message.lower()
 
 
 def test_missing_file_and_all_rows_bad(tmp_path):
-  with pytest.raises(training.InputDataError) as e:
-    run_classifier.RteProcessor().get_dev_examples(str(tmp_path))
+  with pytest.raises(errors.InputDataError) as e:
+    classifier_task.RteProcessor().get_dev_examples(str(tmp_path))
   assert str(e.value).startswith(os.path.join(str(tmp_path), "dev.tsv"))
   assert "not found" in str(e.value)
   _write(tmp_path / "dev.tsv", _tsv(["index", "sentence1", "sentence2", "label"],
                                     ["0", "a", "b", "maybe"]))
-  with pytest.raises(training.InputDataError) as e:
-    run_classifier.RteProcessor(skip_bad_rows=True).get_dev_examples(str(tmp_path))
+  with pytest.raises(errors.InputDataError) as e:
+    classifier_task.RteProcessor(skip_bad_rows=True).get_dev_examples(str(tmp_path))
   assert "no usable data rows (1 bad rows skipped)" in str(e.value)
 
 
@@ -480,24 +480,24 @@ def test_missing_file_and_all_rows_bad(tmp_path):
 
 
 def test_accuracy_and_f1():
-  result = run_classifier.compute_metrics("mrpc", [1, 1, 0, 1, 0], [1, 0, 0, 1, 1])
+  result = classifier_task.compute_metrics("mrpc", [1, 1, 0, 1, 0], [1, 0, 0, 1, 1])
   # tp = 2, fp = 1, fn = 1: precision = recall = 2/3.
   assert result["accuracy"] == pytest.approx(3 / 5)
   assert result["f1"] == pytest.approx(2 / 3)
   assert result["eval_examples"] == 5
   # Probabilities are reduced with argmax.
   probs = [[0.2, 0.8], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]
-  assert run_classifier.compute_metrics("mrpc", probs, [1, 0, 0, 1, 1]) == result
-  assert run_classifier.compute_metrics("sst-2", [0, 1, 1, 0], [0, 1, 0, 0]) == {
+  assert classifier_task.compute_metrics("mrpc", probs, [1, 0, 0, 1, 1]) == result
+  assert classifier_task.compute_metrics("sst-2", [0, 1, 1, 0], [0, 1, 0, 0]) == {
       "accuracy": 0.75, "eval_examples": 4}
   # No positive predicted nor present: F1 0.
-  assert run_classifier.compute_metrics("qqp", [0, 0], [0, 0])["f1"] == 0.0
+  assert classifier_task.compute_metrics("qqp", [0, 0], [0, 0])["f1"] == 0.0
 
 
 def test_f1_uses_positive_label_position():
-  processor = run_classifier.GenericProcessor(labels=["1", "0"], metric_names=["f1"])
+  processor = classifier_task.GenericProcessor(labels=["1", "0"], metric_names=["f1"])
   # Label "1" is id 0 here.
-  result = run_classifier.compute_metrics(processor, [0, 0, 1], [0, 1, 1])
+  result = classifier_task.compute_metrics(processor, [0, 0, 1], [0, 1, 1])
   # tp = 1, fp = 1, fn = 0 -> precision 1/2, recall 1, F1 2/3.
   assert result["f1"] == pytest.approx(2 / 3)
 
@@ -506,33 +506,33 @@ def test_mcc():
   labels = [1, 1, 1, 0, 0, 0, 1, 0]
   preds = [1, 1, 0, 0, 0, 1, 1, 0]
   # tp = 3, tn = 3, fp = 1, fn = 1: (9 - 1) / sqrt(4 * 4 * 4 * 4) = 0.5.
-  result = run_classifier.compute_metrics("cola", preds, labels)
+  result = classifier_task.compute_metrics("cola", preds, labels)
   assert result["mcc"] == pytest.approx(0.5)
   assert result["accuracy"] == pytest.approx(0.75)
   # Perfect and inverted.
-  assert run_classifier.compute_metrics("cola", labels, labels)["mcc"] == pytest.approx(1.0)
+  assert classifier_task.compute_metrics("cola", labels, labels)["mcc"] == pytest.approx(1.0)
   inverted = [1 - x for x in labels]
-  assert run_classifier.compute_metrics("cola", inverted, labels)["mcc"] == pytest.approx(-1.0)
+  assert classifier_task.compute_metrics("cola", inverted, labels)["mcc"] == pytest.approx(-1.0)
   # Degenerate: all predictions (or all labels) one class -> 0, not NaN.
-  assert run_classifier.compute_metrics("cola", [1] * 8, labels)["mcc"] == 0.0
-  assert run_classifier.compute_metrics("cola", preds, [0] * 8)["mcc"] == 0.0
+  assert classifier_task.compute_metrics("cola", [1] * 8, labels)["mcc"] == 0.0
+  assert classifier_task.compute_metrics("cola", preds, [0] * 8)["mcc"] == 0.0
 
 
 def test_pearson_spearman():
-  result = run_classifier.compute_metrics("sts-b", [1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
+  result = classifier_task.compute_metrics("sts-b", [1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
   # Centred: (-1, 0, 1) and (-1, 1, 0): 1 / (sqrt 2 * sqrt 2) = 0.5.
   assert result["pearson"] == pytest.approx(0.5)
   assert result["spearman"] == pytest.approx(0.5)
   assert result["eval_examples"] == 3
   # Ties: ranks (1, 2.5, 2.5, 4) vs (1, 3, 2, 4): 4.5 / sqrt(4.5 * 5) = sqrt(0.9).
-  result = run_classifier.compute_metrics("stsb", [[1.0], [2.0], [2.0], [3.0]],
+  result = classifier_task.compute_metrics("stsb", [[1.0], [2.0], [2.0], [3.0]],
                                           [1.0, 3.0, 2.0, 4.0])
   assert result["spearman"] == pytest.approx(math.sqrt(0.9))
   # Monotone but not linear: Spearman 1, Pearson below 1.
-  result = run_classifier.compute_metrics("sts-b", [1, 2, 3, 4], [1, 4, 9, 100])
+  result = classifier_task.compute_metrics("sts-b", [1, 2, 3, 4], [1, 4, 9, 100])
   assert result["spearman"] == pytest.approx(1.0) and result["pearson"] < 0.99
   # Constant predictions: 0, not NaN.
-  assert run_classifier.compute_metrics("sts-b", [2, 2, 2], [1, 2, 3])["pearson"] == 0.0
+  assert classifier_task.compute_metrics("sts-b", [2, 2, 2], [1, 2, 3])["pearson"] == 0.0
 
 
 def test_metrics_against_scipy_reference():
@@ -540,19 +540,19 @@ def test_metrics_against_scipy_reference():
   rng = np.random.RandomState(0)
   x = rng.randint(0, 6, size=200).astype(float)
   y = x + rng.randint(-2, 3, size=200)
-  result = run_classifier.compute_metrics("sts-b", x, y)
+  result = classifier_task.compute_metrics("sts-b", x, y)
   assert result["pearson"] == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
   assert result["spearman"] == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
-  np.testing.assert_allclose(run_classifier._rankdata(x), stats.rankdata(x))
+  np.testing.assert_allclose(classifier_task._rankdata(x), stats.rankdata(x))
 
 
 def test_metrics_input_errors():
   with pytest.raises(ValueError):
-    run_classifier.compute_metrics("sst-2", [0, 1], [0])
+    classifier_task.compute_metrics("sst-2", [0, 1], [0])
   with pytest.raises(ValueError):
-    run_classifier.compute_metrics("sst-2", [], [])
+    classifier_task.compute_metrics("sst-2", [], [])
   with pytest.raises(ValueError):
-    run_classifier.compute_metrics("no-such-task", [0], [0])
+    classifier_task.compute_metrics("no-such-task", [0], [0])
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -560,9 +560,9 @@ def test_metrics_input_errors():
 
 def test_single_sentence_truncation_and_layout():
   tokenizer = _WhitespaceTokenizer()
-  example = run_classifier.InputExample("train-0", " ".join("w%d" % i for i in range(10)),
+  example = classifier_task.InputExample("train-0", " ".join("w%d" % i for i in range(10)),
                                         label="1")
-  feature = run_classifier.convert_single_example(7, example, ["0", "1"], 6, tokenizer)
+  feature = classifier_task.convert_single_example(7, example, ["0", "1"], 6, tokenizer)
   assert len(feature["input_ids"]) == 6
   tokens = [{v: k for k, v in tokenizer.vocab.items()}[i] for i in feature["input_ids"]]
   assert tokens == ["[CLS]", "w0", "w1", "w2", "w3", "[SEP]"]
@@ -572,17 +572,17 @@ def test_single_sentence_truncation_and_layout():
   assert feature["has_label"] == [1]
   assert "label_values" not in feature
   # Short: no padding.
-  short = run_classifier.InputExample("train-1", "a b", label="0")
-  feature = run_classifier.convert_single_example(0, short, ["0", "1"], 128, tokenizer)
+  short = classifier_task.InputExample("train-1", "a b", label="0")
+  feature = classifier_task.convert_single_example(0, short, ["0", "1"], 128, tokenizer)
   assert len(feature["input_ids"]) == 4 and feature["label_ids"] == [0]
 
 
 def test_pair_truncation_pops_longer_side():
   tokenizer = _WhitespaceTokenizer()
-  example = run_classifier.InputExample(
+  example = classifier_task.InputExample(
       "dev-0", " ".join("a%d" % i for i in range(8)), " ".join("b%d" % i for i in range(3)),
       label="entailment")
-  feature = run_classifier.convert_single_example(
+  feature = classifier_task.convert_single_example(
       0, example, ["entailment", "not_entailment"], 10, tokenizer)
   inv = {v: k for k, v in tokenizer.vocab.items()}
   tokens = [inv[i] for i in feature["input_ids"]]
@@ -591,7 +591,7 @@ def test_pair_truncation_pops_longer_side():
   # Both long: each side keeps about half.
   tokens_a = list("abcdefghij")
   tokens_b = list("klmnopq")
-  run_classifier._truncate_seq_pair(tokens_a, tokens_b, 9)
+  classifier_task._truncate_seq_pair(tokens_a, tokens_b, 9)
   assert (len(tokens_a), len(tokens_b)) == (5, 4)
 
 
@@ -601,10 +601,10 @@ def test_features_for_every_length_stay_within_max():
   for n_a in range(0, 9, 2):
     for n_b in (None, 0, 1, 5, 12):
       text_b = None if n_b is None else " ".join(["y"] * n_b)
-      examples.append(run_classifier.InputExample(
+      examples.append(classifier_task.InputExample(
           "t-%d" % len(examples), " ".join(["x"] * n_a), text_b, label="0"))
   for max_len in (3, 4, 7, 16):
-    features = run_classifier.convert_examples_to_features(
+    features = classifier_task.convert_examples_to_features(
         examples, ["0", "1"], max_len, tokenizer)
     assert len(features) == len(examples)
     for i, (example, feature) in enumerate(zip(examples, features)):
@@ -620,20 +620,20 @@ def test_features_for_every_length_stay_within_max():
 
 def test_regression_and_unlabeled_features():
   tokenizer = _WhitespaceTokenizer()
-  example = run_classifier.InputExample("train-0", "a b", "c", label=3.8)
-  feature = run_classifier.convert_single_example(0, example, [None], 16, tokenizer,
+  example = classifier_task.InputExample("train-0", "a b", "c", label=3.8)
+  feature = classifier_task.convert_single_example(0, example, [None], 16, tokenizer,
                                                   is_regression=True)
   assert feature["label_values"] == [3.8] and "label_ids" not in feature
-  unlabeled = run_classifier.InputExample("test-0", "a", "b")
-  feature = run_classifier.convert_single_example(0, unlabeled, ["neg", "pos"], 16, tokenizer)
+  unlabeled = classifier_task.InputExample("test-0", "a", "b")
+  feature = classifier_task.convert_single_example(0, unlabeled, ["neg", "pos"], 16, tokenizer)
   assert feature["label_ids"] == [0] and feature["has_label"] == [0]
-  feature = run_classifier.convert_single_example(0, unlabeled, [None], 16, tokenizer, True)
+  feature = classifier_task.convert_single_example(0, unlabeled, [None], 16, tokenizer, True)
   assert feature["label_values"] == [0.0] and feature["has_label"] == [0]
   with pytest.raises(ValueError):
-    run_classifier.convert_single_example(
-        0, run_classifier.InputExample("x", "a", label="maybe"), ["0", "1"], 16, tokenizer)
+    classifier_task.convert_single_example(
+        0, classifier_task.InputExample("x", "a", label="maybe"), ["0", "1"], 16, tokenizer)
   with pytest.raises(ValueError):
-    run_classifier.convert_single_example(0, example, [None], 2, tokenizer, True)
+    classifier_task.convert_single_example(0, example, [None], 2, tokenizer, True)
 
 
 def test_features_with_full_tokenizer(tmp_path):
@@ -642,9 +642,9 @@ def test_features_with_full_tokenizer(tmp_path):
            "##want", "##ed", ",", "."]
   vocab_file = _write(tmp_path / "vocab.txt", "".join(t + "\n" for t in vocab))
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-  example = run_classifier.InputExample("dev-0", "The cat sat, UNwanted.", "on the mat",
+  example = classifier_task.InputExample("dev-0", "The cat sat, UNwanted.", "on the mat",
                                         label="1")
-  feature = run_classifier.convert_single_example(0, example, ["0", "1"], 32, tokenizer)
+  feature = classifier_task.convert_single_example(0, example, ["0", "1"], 32, tokenizer)
   ids = [vocab.index(t) for t in ["[CLS]", "the", "cat", "sat", ",", "un", "##want", "##ed",
                                   ".", "[SEP]", "on", "the", "mat", "[SEP]"]]
   assert feature["input_ids"] == ids
@@ -652,7 +652,7 @@ def test_features_with_full_tokenizer(tmp_path):
   assert feature["label_ids"] == [1]
   # Truncated to 8 (5 text tokens): the longer first text loses tokens from its end until
   # both have 3, then (a tie) the second text loses one.
-  feature = run_classifier.convert_single_example(0, example, ["0", "1"], 8, tokenizer)
+  feature = classifier_task.convert_single_example(0, example, ["0", "1"], 8, tokenizer)
   assert feature["input_ids"] == [vocab.index(t) for t in [
       "[CLS]", "the", "cat", "sat", "[SEP]", "on", "the", "[SEP]"]]
   assert feature["segment_ids"] == [0] * 5 + [1] * 3
@@ -662,19 +662,19 @@ def test_features_with_full_tokenizer(tmp_path):
 
 
 def test_write_predictions_tsv_and_json(tmp_path):
-  processor = run_classifier.RteProcessor()
-  examples = [run_classifier.InputExample("test-0", "a", "b"),
-              run_classifier.InputExample("test-1", u"ç", "d", label="entailment")]
+  processor = classifier_task.RteProcessor()
+  examples = [classifier_task.InputExample("test-0", "a", "b"),
+              classifier_task.InputExample("test-1", u"ç", "d", label="entailment")]
   probs = np.array([[0.25, 0.75], [0.9, 0.1]], dtype=np.float32)
   path = str(tmp_path / "out" / "test_results.tsv")
-  assert run_classifier.write_predictions_tsv(path, processor, examples, probs) == 2
+  assert classifier_task.write_predictions_tsv(path, processor, examples, probs) == 2
   with open(path) as f:
     rows = [line.rstrip("\n").split("\t") for line in f]
   assert len(rows) == 2 and all(len(r) == 2 for r in rows)
   np.testing.assert_allclose(np.array(rows, dtype=np.float64), probs, rtol=1e-7)
 
   json_path = str(tmp_path / "out" / "test_results.json")
-  run_classifier.write_predictions_json(json_path, processor, examples, probs)
+  classifier_task.write_predictions_json(json_path, processor, examples, probs)
   with open(json_path, encoding="utf-8") as f:
     records = json.load(f)
   assert [r["prediction"] for r in records] == ["not_entailment", "entailment"]
@@ -682,18 +682,18 @@ def test_write_predictions_tsv_and_json(tmp_path):
   assert records[0]["probabilities"]["not_entailment"] == pytest.approx(0.75)
 
   with pytest.raises(ValueError):
-    run_classifier.write_predictions_tsv(path, processor, examples, probs[:1])
+    classifier_task.write_predictions_tsv(path, processor, examples, probs[:1])
   with pytest.raises(ValueError):
-    run_classifier.write_predictions_tsv(path, processor, examples, np.ones((2, 3)))
+    classifier_task.write_predictions_tsv(path, processor, examples, np.ones((2, 3)))
 
 
 def test_write_predictions_regression(tmp_path):
-  processor = run_classifier.StsbProcessor()
-  examples = [run_classifier.InputExample("test-%d" % i, "a", "b") for i in range(3)]
+  processor = classifier_task.StsbProcessor()
+  examples = [classifier_task.InputExample("test-%d" % i, "a", "b") for i in range(3)]
   path = str(tmp_path / "test_results.tsv")
-  run_classifier.write_predictions_tsv(path, processor, examples, [[1.5], [0.25], [4.0]])
+  classifier_task.write_predictions_tsv(path, processor, examples, [[1.5], [0.25], [4.0]])
   with open(path) as f:
     assert [float(line) for line in f] == [1.5, 0.25, 4.0]
-  records = run_classifier.write_predictions_json(str(tmp_path / "p.json"), processor,
+  records = classifier_task.write_predictions_json(str(tmp_path / "p.json"), processor,
                                                   examples, [1.5, 0.25, 4.0])
   assert [r["prediction"] for r in records] == [1.5, 0.25, 4.0]

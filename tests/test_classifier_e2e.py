@@ -141,14 +141,14 @@ def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, t
   np.testing.assert_allclose(probs(reload_pred), probs(s2_pred), atol=1e-5)
 
   # The SavedModel gives the script's predictions for the same inputs.
-  import run_classifier  # pylint: disable=g-import-not-at-top
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import export  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
-  processor = run_classifier.get_processor(task)
+  processor = classifier_task.get_processor(task)
   examples = processor.get_test_examples(data_dir)
-  features = run_classifier.convert_examples_to_features(
+  features = classifier_task.convert_examples_to_features(
       examples, processor.get_labels(), 64, tokenization.FullTokenizer(vocab, True))
-  sess, predict = training.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+  sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
   width = max(len(f["input_ids"]) for f in features)
   ids = np.zeros((len(features), width), np.int32)
   mask = np.zeros_like(ids)
@@ -168,26 +168,28 @@ class _StopAfterFirstCheckpoint(Exception):
 
 def test_resume_after_stop_ends_like_an_uninterrupted_run(shared_data_dir, tmp_path, tiny_model):
   import run_classifier  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  import trainer  # pylint: disable=g-import-not-at-top
   config, vocab = tiny_model
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
 
   def cfg(output_dir):
-    return training.RunConfig.from_defaults(
+    return run_config.RunConfig.from_defaults(
         run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
         vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
         train_batch_size=8, num_train_steps=6, save_checkpoints_steps=2, suc_layers=2,
         scheduler_type="linear", replacing_rate=0.2, scheduler_linear_k=0.1, seed=5)
 
-  bert_config = training.check_run_config(cfg(str(tmp_path / "full")))
+  bert_config = run_config.check_run_config(cfg(str(tmp_path / "full")))
 
   def train(output_dir, on_checkpoint=None):
     c = cfg(output_dir)
-    processor = run_classifier.make_processor(c)
-    tokenizer = training.make_tokenizer(c)
+    processor = classifier_task.make_processor(c)
+    tokenizer = run_config.make_tokenizer(c)
     examples = processor.get_train_examples(data_dir)
-    path, n = run_classifier.feature_cache(c, "train", examples, processor, tokenizer, False)
-    return training.train(c, bert_config, run_classifier.make_task(processor, []), path, n,
+    path, n = classifier_task.feature_cache(c, "train", examples, processor, tokenizer, False)
+    return trainer.train(c, bert_config, classifier_task.make_task(processor, []), path, n,
                           on_checkpoint=on_checkpoint)
 
   full = train(str(tmp_path / "full"))
@@ -211,23 +213,25 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir
   """A run stopped after saving a checkpoint but before recording its evaluation evaluates it
   when resumed, also when that checkpoint is the last one of the run."""
   import run_classifier  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  import trainer  # pylint: disable=g-import-not-at-top
   config, vocab = tiny_model
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
   output_dir = str(tmp_path / "run")
-  cfg = training.RunConfig.from_defaults(
+  cfg = run_config.RunConfig.from_defaults(
       run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
       vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
       train_batch_size=8, eval_batch_size=16, num_train_steps=4, save_checkpoints_steps=2,
       evaluate_during_training=True, max_eval_examples=16, seed=5)
-  bert_config = training.check_run_config(cfg)
-  processor = run_classifier.make_processor(cfg)
-  tokenizer = training.make_tokenizer(cfg)
-  train_path, n = run_classifier.feature_cache(
+  bert_config = run_config.check_run_config(cfg)
+  processor = classifier_task.make_processor(cfg)
+  tokenizer = run_config.make_tokenizer(cfg)
+  train_path, n = classifier_task.feature_cache(
       cfg, "train", processor.get_train_examples(data_dir), processor, tokenizer, False)
   dev_examples = processor.get_dev_sets(data_dir)[0][1][:16]
-  eval_path, _ = run_classifier.feature_cache(cfg, "dev", dev_examples, processor, tokenizer, True)
-  task = run_classifier.make_task(processor, dev_examples)
+  eval_path, _ = classifier_task.feature_cache(cfg, "dev", dev_examples, processor, tokenizer, True)
+  task = classifier_task.make_task(processor, dev_examples)
   history = os.path.join(output_dir, "eval_history.jsonl")
 
   def evaluated_steps():
@@ -244,31 +248,31 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir
     raise _StopAfterFirstCheckpoint(step)
 
   with pytest.raises(_StopAfterFirstCheckpoint):
-    training.train(cfg, bert_config, task, train_path, n, eval_path, on_checkpoint=stop)
+    trainer.train(cfg, bert_config, task, train_path, n, eval_path, on_checkpoint=stop)
   drop_last_evaluation()  # as if the run had died while evaluating checkpoint 2
   assert os.path.exists(history) and evaluated_steps() == []
-  training.train(cfg, bert_config, task, train_path, n, eval_path)
+  trainer.train(cfg, bert_config, task, train_path, n, eval_path)
   assert evaluated_steps() == [2, 4]
   drop_last_evaluation()  # the last checkpoint's evaluation lost: the finished run evaluates it
-  result = training.train(cfg, bert_config, task, train_path, n, eval_path)
+  result = trainer.train(cfg, bert_config, task, train_path, n, eval_path)
   assert result["global_step"] == 4 and evaluated_steps() == [2, 4]
   # Nothing is missing now: a finished run started again does nothing more.
-  again = training.train(cfg, bert_config, task, train_path, n, eval_path)
+  again = trainer.train(cfg, bert_config, task, train_path, n, eval_path)
   assert again.get("resumed") and evaluated_steps() == [2, 4]
 
 
 def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
-  import training  # pylint: disable=g-import-not-at-top
+  import input_pipeline  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   lengths = rng.randint(3, 60, size=203)
   features = [{"input_ids": list(range(1, n + 1)), "segment_ids": [0] * n, "example_index": [i]}
               for i, n in enumerate(lengths)]
   keys = ["input_ids", "segment_ids", "example_index"]
   path = str(tmp_path / "f.tfrecord")
-  training.write_feature_tfrecord(path, features, keys)
+  input_pipeline.write_feature_tfrecord(path, features, keys)
   for is_training in (False, True):
     with tf.Graph().as_default():
-      batch = tf1.data.make_one_shot_iterator(training.make_dataset(
+      batch = tf1.data.make_one_shot_iterator(input_pipeline.make_dataset(
           path, keys, [], batch_size=16, is_training=is_training, seed=1)).get_next()
       seen = []
       with tf1.Session() as sess:
@@ -295,7 +299,7 @@ def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
 
 
 def test_feature_cache_key_follows_vocab_length_and_data(tmp_path):
-  import training  # pylint: disable=g-import-not-at-top
+  import input_pipeline  # pylint: disable=g-import-not-at-top
   calls = []
 
   def build():
@@ -304,10 +308,10 @@ def test_feature_cache_key_follows_vocab_length_and_data(tmp_path):
 
   keys = ["input_ids", "example_index"]
   base = {"examples": "a", "vocab": "v1", "max_seq_length": 128}
-  p1, _ = training.cached_features(str(tmp_path), "train", base, build, keys)
-  p2, _ = training.cached_features(str(tmp_path), "train", dict(base), build, keys)
+  p1, _ = input_pipeline.cached_features(str(tmp_path), "train", base, build, keys)
+  p2, _ = input_pipeline.cached_features(str(tmp_path), "train", dict(base), build, keys)
   assert p1 == p2 and len(calls) == 1  # reused
   for change in ({"vocab": "v2"}, {"max_seq_length": 64}, {"examples": "b"}):
-    p, _ = training.cached_features(str(tmp_path), "train", dict(base, **change), build, keys)
+    p, _ = input_pipeline.cached_features(str(tmp_path), "train", dict(base, **change), build, keys)
     assert p != p1
   assert len(calls) == 4

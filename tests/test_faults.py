@@ -33,9 +33,12 @@ import tensorflow as tf
 from absl import flags
 
 from conftest import REPO_ROOT
-import run_classifier
-import training
+import classifier_task
+import errors
+import files
 import modeling_theseus as modeling
+import run_classifier
+import run_config
 
 tf1 = tf.compat.v1
 
@@ -415,7 +418,7 @@ BAD_INPUTS = [
 def _cfg_from_args(args):
   flag_values = copy.deepcopy(flags.FLAGS)
   flag_values(["run_classifier.py"] + _argv(args))
-  return training.RunConfig.from_flags(flag_values)
+  return run_config.RunConfig.from_flags(flag_values)
 
 
 @pytest.mark.parametrize("setup", [c for c, _ in BAD_INPUTS],
@@ -426,7 +429,7 @@ def test_bad_input_in_process(world, tmp_path, setup):
   out = str(tmp_path / "out")
   args = base_args(world, out, data_dir=ctx.data)
   args.update(changes)
-  with pytest.raises(training.InputDataError) as e:
+  with pytest.raises(errors.InputDataError) as e:
     run_classifier.run(_cfg_from_args(args))
   line = "error: %s" % e.value
   assert "\n" not in line
@@ -470,7 +473,7 @@ def test_skip_bad_rows_skips_and_counts(world, tmp_path, caplog):
     assert json.load(f)["eval_examples"] == 38
   # Without bad rows the (zero) count is logged too.
   caplog.set_level(std_logging.INFO)
-  processor = run_classifier.get_processor("mrpc", skip_bad_rows=True)
+  processor = classifier_task.get_processor("mrpc", skip_bad_rows=True)
   assert len(processor.get_dev_examples(world["data"])) == 40
   assert processor.num_skipped_rows == 0
   assert "(0 bad rows skipped)" in caplog.text
@@ -508,12 +511,12 @@ def test_unwritable_output_dir_read_only_mount(world, tmp_path):
     if not ok:
       pytest.skip("cannot remount read-only here: %s" % why)
     out = str(target / "out")
-    with pytest.raises(training.InputDataError) as e:
+    with pytest.raises(errors.InputDataError) as e:
       run_classifier.run(_cfg_from_args(base_args(world, out)))
     assert str(e.value).startswith("%s: output directory is not writable (" % out)
     assert "Read-only file system" in str(e.value)
     out = str(target)
-    with pytest.raises(training.InputDataError) as e:
+    with pytest.raises(errors.InputDataError) as e:
       run_classifier.run(_cfg_from_args(base_args(world, out)))
     assert str(e.value) == "%s: output directory is not writable (Read-only file system)" % out
     assert os.listdir(str(target)) == ["keep.txt"]
@@ -531,18 +534,18 @@ def test_converter_bad_input(world, tmp_path):
   config = _write_json(tmp_path / "bert_config.json",
                        {k: v for k, v in TINY_CONFIG.items() if k != "hidden_size"})
   out = str(tmp_path / "hf")
-  with pytest.raises(training.InputDataError) as e:
+  with pytest.raises(errors.InputDataError) as e:
     cc.run("tf_to_hf", tf_checkpoint=world["pre"], bert_config_file=config,
            vocab_file=world["vocab"], output_dir=out)
   assert config in str(e.value) and "hidden_size" in str(e.value)
   bad_vocab = str(tmp_path / "vocab.txt")
   with open(bad_vocab, "w") as f:
     f.write("[PAD]\n[UNK]\n")
-  with pytest.raises(training.InputDataError) as e:
+  with pytest.raises(errors.InputDataError) as e:
     cc.run("tf_to_hf", tf_checkpoint=world["pre"], bert_config_file=world["config"],
            vocab_file=bad_vocab, output_dir=out)
   assert bad_vocab in str(e.value) and "vocab_size" in str(e.value)
-  with pytest.raises(training.InputDataError) as e:
+  with pytest.raises(errors.InputDataError) as e:
     cc.run("tf_to_hf", tf_checkpoint=str(tmp_path / "nope.ckpt"), output_dir=out)
   assert "nope.ckpt.index" in str(e.value)
   assert not os.path.exists(out)
@@ -752,19 +755,18 @@ def test_disk_full_while_caching_features(world, tmp_path):
 
 
 def test_kill_between_the_two_renames_of_an_export_is_recovered(tmp_path):
-  """replace_dir renames the old export aside, then the new one in; a kill between the two
+  """publish_dir renames the old export aside, then the new one in; a kill between the two
   leaves only <target>.old-<pid>: the next replacement (or best_checkpoint) puts it back first."""
-  import training  # pylint: disable=g-import-not-at-top
   target = tmp_path / "export"
   aside = tmp_path / "export.old-4242"
   aside.mkdir()
   (aside / "bert_config.json").write_text("previous")
-  assert training.recover_dir(str(target))
+  assert files.recover_dir(str(target))
   assert (target / "bert_config.json").read_text() == "previous" and not aside.exists()
-  assert not training.recover_dir(str(target))  # nothing to do when the target exists
+  assert not files.recover_dir(str(target))  # nothing to do when the target exists
   new = tmp_path / ".export.tmp-1"
   new.mkdir()
   (new / "bert_config.json").write_text("new")
-  training.replace_dir(str(new), str(target))
+  files.publish_dir(str(new), str(target))
   assert (target / "bert_config.json").read_text() == "new"
   assert [p.name for p in tmp_path.iterdir()] == ["export"]

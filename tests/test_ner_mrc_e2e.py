@@ -200,11 +200,11 @@ def test_stages_write_checkpoints_and_metrics(runs, name):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_predictions_keep_the_input_format(runs, name):
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
+  import ner_mrc_task  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   _, data_format, _, _, _ = DATASETS[name]
   test_file = "test.txt" if data_format == "conll2003" else "test_data"
-  gold, _ = run_ner_mrc.read_ner_file(os.path.join(run["data"], test_file), data_format)
+  gold, _ = ner_mrc_task.read_ner_file(os.path.join(run["data"], test_file), data_format)
   path = os.path.join(run["stage2"], "test_predictions.txt")
   if data_format == "conll2003":
     # `token TAG` per line, a blank line after each sentence.
@@ -214,14 +214,14 @@ def test_predictions_keep_the_input_format(runs, name):
     tags = [[fields[1] for fields in block] for block in predicted]
   else:
     # Same layout as the input: the readers read it back.
-    sentences, _ = run_ner_mrc.read_ner_file(path, data_format)
+    sentences, _ = ner_mrc_task.read_ner_file(path, data_format)
     tokens = [s.tokens for s in sentences]
     tags = [s.tags for s in sentences]
   assert tokens == [s.tokens for s in gold]
-  entity_types = set(run_ner_mrc.load_queries(os.path.join(
+  entity_types = set(ner_mrc_task.load_queries(os.path.join(
       run["stage2"], "export", "ner_queries.json")))
   for sentence_tags in tags:
-    for entity_type, _, _ in run_ner_mrc.bio_to_spans(sentence_tags):
+    for entity_type, _, _ in ner_mrc_task.bio_to_spans(sentence_tags):
       assert entity_type in entity_types
   with open(os.path.join(run["stage2"], "test_predictions.json"), encoding="utf-8") as f:
     records = json.load(f)
@@ -233,7 +233,7 @@ def test_predictions_keep_the_input_format(runs, name):
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_export_is_plain_successor_and_saved_model_matches(runs, name):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import export  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   export_dir = os.path.join(run["stage2"], "export")
   with open(os.path.join(export_dir, "bert_config.json")) as f:
@@ -256,7 +256,7 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
     feed["input_ids"][i, :lengths[i]] = data["input_ids"][a:b]
     feed["segment_ids"][i, :lengths[i]] = data["segment_ids"][a:b]
     feed["input_mask"][i, :lengths[i]] = 1
-  sess, predict = training.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+  sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
   try:
     out = predict(feed)
   finally:
@@ -276,7 +276,7 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
 def ner_cfg(minilm_dir, tmp_path):
   """make(**overrides) -> a RunConfig of run_ner_mrc.py's flag defaults + a tiny model."""
   import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
   config_file = str(tmp_path / "bert_config.json")
   with open(config_file, "w") as f:
     json.dump(TINY_CONFIG, f)
@@ -289,21 +289,21 @@ def ner_cfg(minilm_dir, tmp_path):
                   output_dir=str(tmp_path / "out"), max_seq_length=64, do_train=True,
                   do_eval=True)
     values.update(overrides)
-    return training.RunConfig.from_defaults(run_ner_mrc.FLAGS, **values)
+    return run_config.RunConfig.from_defaults(run_ner_mrc.FLAGS, **values)
 
   make.data_dir = str(data_dir)
   return make
 
 
 def test_file_and_query_defaults_follow_the_format(ner_cfg):
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
+  import ner_mrc_task  # pylint: disable=g-import-not-at-top
   cfg = ner_cfg(data_format="char_bio")
-  run_ner_mrc.check_ner_config(cfg)
+  ner_mrc_task.check_ner_config(cfg)
   assert (cfg.train_file, cfg.dev_file, cfg.test_file) == ("train_data", "test_data",
                                                            "test_data")
   assert cfg.query_file.endswith(os.path.join("configs", "ner_queries_msra.json"))
   cfg = ner_cfg(data_format="conll2003", dev_file="my_dev.txt")
-  run_ner_mrc.check_ner_config(cfg)
+  ner_mrc_task.check_ner_config(cfg)
   assert (cfg.train_file, cfg.dev_file, cfg.test_file) == ("train.txt", "my_dev.txt", "test.txt")
   assert cfg.query_file.endswith(os.path.join("configs", "ner_queries_conll2003.json"))
 
@@ -316,19 +316,19 @@ def test_file_and_query_defaults_follow_the_format(ner_cfg):
 ])
 def test_bad_ner_flags_fail_early(ner_cfg, overrides, message):
   import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
-  with pytest.raises(training.InputDataError, match=message):
+  import errors  # pylint: disable=g-import-not-at-top
+  with pytest.raises(errors.InputDataError, match=message):
     run_ner_mrc.run(ner_cfg(**overrides))
 
 
 def test_missing_dev_file_and_unknown_entity_type_are_named(ner_cfg):
   import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import training  # pylint: disable=g-import-not-at-top
+  import errors  # pylint: disable=g-import-not-at-top
   with open(os.path.join(ner_cfg.data_dir, "train_data"), "w", encoding="utf-8") as f:
     f.write("李\tB-PER\n白\tI-PER\n好\tO\n")
-  with pytest.raises(training.InputDataError, match="test_data: file not found"):
+  with pytest.raises(errors.InputDataError, match="test_data: file not found"):
     run_ner_mrc.run(ner_cfg(data_format="char_bio"))
   with open(os.path.join(ner_cfg.data_dir, "test_data"), "w", encoding="utf-8") as f:
     f.write("\n北\tB-GPE\n京\tI-GPE\n")
-  with pytest.raises(training.InputDataError, match=r"test_data:2: .*'GPE' has no query"):
+  with pytest.raises(errors.InputDataError, match=r"test_data:2: .*'GPE' has no query"):
     run_ner_mrc.run(ner_cfg(data_format="char_bio"))

@@ -1,0 +1,108 @@
+"""Evaluation and prediction: the successor-only graph over a feature cache, and the results file.
+
+The `Evaluator` builds its graph once and is pointed at one checkpoint after another (the
+training loop evaluates every saved checkpoint with it). With suc_layers > 0 the graph is the
+successor alone, as it will be shipped.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import json
+import os
+import time
+
+import tensorflow as tf
+
+import checkpoints
+from errors import InputDataError
+import files
+import input_pipeline
+import run_config
+import task_spec
+
+tf1 = tf.compat.v1
+
+
+class Evaluator(object):
+  """The evaluation graph (successor-only when suc_layers > 0), built once, reloaded per checkpoint."""
+
+  def __init__(self, cfg, bert_config, task, path, batch_size):
+    """Builds the graph over the feature cache `path` (a TFRecord of task.int_keys / float_keys)."""
+    self.cfg, self.task = cfg, task
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      dataset = input_pipeline.make_dataset(path, task.int_keys, task.float_keys, batch_size,
+                                            is_training=False)
+      self.iterator = tf1.data.make_initializable_iterator(dataset)
+      features = self.iterator.get_next()
+      _, self.loss, self.outputs = task_spec.build_model(
+          bert_config, task, features, False, cfg.suc_layers, cfg.finetune_suc)
+      self.fetch = dict(self.outputs)
+      self.fetch["__index"] = features[task.index_key][:, 0]
+      self.fetch["__length"] = tf.reduce_sum(features["input_mask"], axis=1)
+      self.variables = tf1.global_variables()
+      self.saver = tf1.train.Saver(self.variables)
+    self.sess = tf1.Session(graph=self.graph, config=run_config.session_config(cfg))
+
+  def restore(self, checkpoint):
+    """Loads `checkpoint`: a run checkpoint by name, or any BERT checkpoint by the Theseus rules."""
+    missing = checkpoints.restore_variables(self.sess, self.saver, self.variables, checkpoint,
+                                            self.cfg.suc_init)
+    if missing:
+      raise InputDataError("checkpoint lacks %d model variables, e.g. %s" %
+                           (len(missing), ", ".join(missing[:3])), checkpoint)
+
+  def run(self):
+    """Returns (outputs per example ordered by index, mean loss or None, seconds)."""
+    start = time.time()
+    self.sess.run(self.iterator.initializer)
+    rows, losses = {}, []
+    fetch = dict(self.fetch)
+    if self.loss is not None:
+      fetch["__loss"] = self.loss
+    while True:
+      try:
+        batch = self.sess.run(fetch)
+      except tf.errors.OutOfRangeError:
+        break
+      if "__loss" in batch:
+        losses.append((float(batch["__loss"]), len(batch["__index"])))
+      for i, index in enumerate(batch["__index"]):
+        rows[int(index)] = self._row(batch, i)
+    ordered = [rows[i] for i in sorted(rows)]
+    loss = (sum(l * n for l, n in losses) / sum(n for _, n in losses)) if losses else None
+    return ordered, loss, time.time() - start
+
+  def _row(self, batch, i):
+    """The outputs of example i of a batch, sequence outputs trimmed to its length."""
+    row = {}
+    for key in self.outputs:
+      value = batch[key][i]
+      if key in self.task.sequence_output_keys:
+        value = value[:batch["__length"][i]]
+      row[key] = value
+    return row
+
+  def close(self):
+    self.sess.close()
+
+
+def infer(cfg, bert_config, task, path, checkpoint, batch_size):
+  """Runs `checkpoint` over the feature cache `path` once: (rows by index, mean loss, seconds)."""
+  evaluator = Evaluator(cfg, bert_config, task, path, batch_size)
+  try:
+    evaluator.restore(checkpoint)
+    return evaluator.run()
+  finally:
+    evaluator.close()
+
+
+def write_eval_results(output_dir, name, metrics):
+  """<name>_results.txt as google-research/bert writes it (`key = value` lines), plus JSON."""
+  lines = ["%s = %s" % (k, metrics[k]) for k in sorted(metrics) if not isinstance(metrics[k], dict)]
+  files.atomic_write_text(os.path.join(output_dir, "%s_results.txt" % name),
+                          "\n".join(lines) + "\n")
+  files.atomic_write_text(os.path.join(output_dir, "%s_results.json" % name),
+                          json.dumps(metrics, indent=2, sort_keys=True, default=float) + "\n")
