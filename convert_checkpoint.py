@@ -80,7 +80,7 @@ DEFAULT_EMBEDDED_SUBDIR = os.path.join("models", "all-MiniLM-L6-v2")
 
 # Bumped whenever the outputs of a conversion change, so that stamped
 # embedded_default directories written by an older converter are redone.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 # Fields of google-research/bert's bert_config.json and their defaults there.
 GOOGLE_CONFIG_DEFAULTS = collections.OrderedDict([
@@ -104,13 +104,33 @@ HF_CONFIG_DEFAULTS = dict(GOOGLE_CONFIG_DEFAULTS, type_vocab_size=2)
 REQUIRED_CONFIG_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers",
                           "num_attention_heads", "intermediate_size")
 
-# Activation names the TF graph implements (Hugging Face naming).
-TF_ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "relu", "tanh", "linear")
-# Hugging Face aliases of those activations.
-HF_ACTIVATION_ALIASES = {
-    "gelu_pytorch_tanh": "gelu_new",
-    "gelu_python_tanh": "gelu_new",
-    "gelu_python": "gelu",
+# "gelu" means two functions. In a Hugging Face config.json it is the exact erf GELU; in a
+# google-research/bert bert_config.json the tanh approximation Google's checkpoints were trained
+# with. The converter keeps each source's function: an exact GELU is written to bert_config.json
+# as "gelu" with the field below set to "none" (modeling_theseus.BertConfig reads it; Google's
+# modeling.py ignores it, so the config still builds there).
+GELU_APPROXIMATE_FIELD = "gelu_approximate"
+
+# Hugging Face hidden_act -> (bert_config.json hidden_act, is the exact erf GELU).
+HF_TO_GOOGLE_ACTIVATION = {
+    "gelu": ("gelu", True),
+    "gelu_python": ("gelu", True),
+    "gelu_new": ("gelu", False),
+    "gelu_pytorch_tanh": ("gelu", False),
+    "gelu_python_tanh": ("gelu", False),
+    "relu": ("relu", False),
+    "tanh": ("tanh", False),
+    "linear": ("linear", False),
+}
+# bert_config.json hidden_act -> (its canonical name, the Hugging Face name of that function).
+GOOGLE_ACTIVATIONS = {
+    "gelu": ("gelu", "gelu_new"),
+    "gelu_new": ("gelu", "gelu_new"),
+    "gelu_tanh": ("gelu", "gelu_new"),
+    "gelu_pytorch_tanh": ("gelu", "gelu_new"),
+    "relu": ("relu", "relu"),
+    "tanh": ("tanh", "tanh"),
+    "linear": ("linear", "linear"),
 }
 
 LAYER_NORM_EPS = 1e-12
@@ -288,8 +308,26 @@ def _check_int_field(config, name, path):
                           % (name, value), path)
 
 
-def _validate_common(raw, path, defaults):
-  """Checks a BERT config dict (either naming) and returns google fields."""
+def _set_activation(config, raw, path, hf_naming):
+  """Puts the source's activation into `config` in bert_config.json terms (see above)."""
+  act = config["hidden_act"]
+  table = (HF_TO_GOOGLE_ACTIVATION if hf_naming else
+           {k: (v[0], False) for k, v in GOOGLE_ACTIVATIONS.items()})
+  if act not in table:
+    raise ConversionError("hidden_act %r is not supported (supported: %s)"
+                          % (act, ", ".join(sorted(table))), path)
+  config["hidden_act"], exact = table[act]
+  if not hf_naming and act == "gelu":
+    exact = raw.get(GELU_APPROXIMATE_FIELD, "tanh") == "none"
+  if exact:
+    config[GELU_APPROXIMATE_FIELD] = "none"
+
+
+def _validate_common(raw, path, defaults, hf_naming):
+  """Checks a BERT config dict and returns its google fields (in bert_config.json terms).
+
+  hf_naming: the dict is a Hugging Face config.json (its "gelu" is the exact GELU).
+  """
   model_type = raw.get("model_type")
   if model_type is not None and model_type != "bert":
     raise ConversionError(
@@ -326,13 +364,7 @@ def _validate_common(raw, path, defaults):
     raise ConversionError(
         "hidden_size %d is not a multiple of num_attention_heads %d" %
         (config["hidden_size"], config["num_attention_heads"]), path)
-  act = config["hidden_act"]
-  act = HF_ACTIVATION_ALIASES.get(act, act)
-  if act not in TF_ACTIVATIONS:
-    raise ConversionError(
-        "hidden_act %r is not supported (supported: %s)" %
-        (config["hidden_act"], ", ".join(TF_ACTIVATIONS)), path)
-  config["hidden_act"] = act
+  _set_activation(config, raw, path, hf_naming)
   for name in ("hidden_dropout_prob", "attention_probs_dropout_prob",
                "initializer_range"):
     if not isinstance(config[name], (int, float)) or isinstance(
@@ -354,19 +386,21 @@ def read_hf_config(path):
   if "model_type" not in raw and not raw.get("architectures"):
     raise ConversionError(
         "not a Hugging Face BERT config: no model_type or architectures", path)
-  return _validate_common(raw, path, HF_CONFIG_DEFAULTS), raw
+  return _validate_common(raw, path, HF_CONFIG_DEFAULTS, hf_naming=True), raw
 
 
 def read_bert_config(path):
   """Reads and checks a google-research/bert bert_config.json.
 
-  A Hugging Face config.json of a BERT model is accepted too (same names).
+  A Hugging Face config.json of a BERT model (one with model_type or architectures) is
+  accepted too, with Hugging Face's meaning of "gelu".
 
   Returns:
     (config, raw) as in `read_hf_config`, with google-research/bert defaults.
   """
   raw = _read_json(path, "BERT config")
-  return _validate_common(raw, path, GOOGLE_CONFIG_DEFAULTS), raw
+  hf_naming = "model_type" in raw or "architectures" in raw
+  return _validate_common(raw, path, GOOGLE_CONFIG_DEFAULTS, hf_naming), raw
 
 
 def bert_config_to_hf_config(config, num_labels=None, label_names=None):
@@ -387,8 +421,10 @@ def bert_config_to_hf_config(config, num_labels=None, label_names=None):
   hf["model_type"] = "bert"
   for name in GOOGLE_CONFIG_DEFAULTS:
     hf[name] = config[name]
-  if hf["hidden_act"] == "gelu_tanh":  # Not a Hugging Face activation name.
-    hf["hidden_act"] = "gelu_new"
+  if config.get(GELU_APPROXIMATE_FIELD) == "none":
+    hf["hidden_act"] = "gelu"
+  else:
+    hf["hidden_act"] = GOOGLE_ACTIVATIONS[config["hidden_act"]][1]
   hf["layer_norm_eps"] = LAYER_NORM_EPS
   hf["pad_token_id"] = 0
   hf["position_embedding_type"] = "absolute"
@@ -410,6 +446,8 @@ def _write_json(obj, path):
 
 def _write_bert_config(config, path):
   google = dict((k, config[k]) for k in GOOGLE_CONFIG_DEFAULTS)
+  if config.get(GELU_APPROXIMATE_FIELD) == "none":
+    google[GELU_APPROXIMATE_FIELD] = "none"
   with open(path, "w", encoding="utf-8") as f:
     f.write(json.dumps(google, indent=2, sort_keys=True) + "\n")
 
@@ -875,6 +913,10 @@ def convert_hf_to_tf(hf_dir, output_dir, stamp=None):
   if raw.get("hidden_act") != config["hidden_act"]:
     warnings.append("hidden_act %s written as its equivalent %s" %
                     (raw.get("hidden_act"), config["hidden_act"]))
+  if config.get(GELU_APPROXIMATE_FIELD) == "none":
+    warnings.append("hidden_act gelu is the exact erf GELU here: bert_config.json says so with "
+                    "%s = none (google-research/bert's modeling.py, which ignores it, would "
+                    "compute the tanh approximation)" % GELU_APPROXIMATE_FIELD)
 
   full_report = _conversion_report("hf_to_tf", weights_path, tf_tensors, report, [
       ("cast_to_float32", report["cast"]),

@@ -27,6 +27,8 @@ import re
 
 import numpy as np
 import tensorflow as tf
+# TensorFlow 2's implementation of tf.cond (a functional If), used in every control-flow mode.
+from tensorflow.python.ops import cond_v2  # pylint: disable=g-direct-tensorflow-import
 
 tf1 = tf.compat.v1
 
@@ -53,8 +55,24 @@ LAYER_VARIABLE_NAMES = (
 )
 
 
+# The bert_config.json field that says which GELU "gelu" is (see BertConfig).
+GELU_APPROXIMATE_FIELD = "gelu_approximate"
+
+
 class BertConfig(object):
-  """Configuration of a BertModel, with google-research/bert's field names."""
+  """Configuration of a BertModel, with google-research/bert's field names.
+
+  Read as google-research/bert reads it: construction and from_dict check nothing but the
+  presence of the fields that fix the shapes, and every other field of the JSON (the
+  `directionality` and `pooler_*` fields of the Chinese and multilingual releases, ...) is kept
+  and written back by to_dict. `validate` checks the values; BertModel calls it.
+
+  hidden_act "gelu" is GELU as google-research/bert computes it, the tanh approximation, which
+  Google's checkpoints were trained with, unless the field `gelu_approximate` is "none": then it
+  is the exact erf GELU (Hugging Face's "gelu"), which the converter writes for Hugging Face
+  models. Google's modeling.py ignores that field, so every bert_config.json the project writes
+  builds there. "gelu_new", "gelu_tanh" and "gelu_pytorch_tanh" are read as the tanh GELU too.
+  """
 
   REQUIRED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size")
@@ -82,10 +100,9 @@ class BertConfig(object):
     self.max_position_embeddings = max_position_embeddings
     self.type_vocab_size = type_vocab_size
     self.initializer_range = initializer_range
-    self.validate()
 
   def validate(self):
-    """Raises ValueError naming the field when a value is impossible."""
+    """Raises ValueError naming the field when a value is impossible for a model."""
     for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                  "intermediate_size", "max_position_embeddings", "type_vocab_size"):
       value = getattr(self, name)
@@ -100,17 +117,17 @@ class BertConfig(object):
         raise ValueError("bert config: %s must be in [0, 1), got %r" % (name, value))
     if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
       raise ValueError("bert config: initializer_range must be > 0, got %r" % self.initializer_range)
-    get_activation(self.hidden_act)
+    hidden_activation(self)
 
   @classmethod
   def from_dict(cls, json_object):
-    """Constructs a BertConfig from a dict; unknown keys are ignored, required ones checked."""
+    """Constructs a BertConfig from a dict, keeping every field; the required ones must be there."""
     missing = [k for k in cls.REQUIRED_FIELDS if k not in json_object]
     if missing:
       raise ValueError("bert config: missing field(s) %s" % ", ".join(missing))
-    known = set(cls.__init__.__code__.co_varnames[1:cls.__init__.__code__.co_argcount])
-    kwargs = {k: v for k, v in json_object.items() if k in known}
-    return cls(**kwargs)
+    config = cls(vocab_size=None)
+    config.__dict__.update(copy.deepcopy(dict(json_object)))
+    return config
 
   @classmethod
   def from_json_file(cls, json_file):
@@ -139,18 +156,19 @@ class BertConfig(object):
 
 
 def get_activation(activation_string):
-  """Maps an activation name to a function. Names follow Hugging Face's meaning.
+  """Maps an activation name to a function, as google-research/bert does.
 
-  "gelu" is the exact erf GELU; "gelu_new" / "gelu_tanh" / "gelu_pytorch_tanh" the tanh
-  approximation (what google-research/bert computes); "relu", "tanh", "linear" as named.
+  "gelu" (and "gelu_new", "gelu_tanh", "gelu_pytorch_tanh") is the tanh approximation of GELU;
+  "gelu_exact" the exact erf GELU; "relu", "tanh", "linear" (or "") as named. A function is
+  returned as it is. A config's "gelu" may mean the exact one: use hidden_activation(config).
   """
   if not isinstance(activation_string, str):
     return activation_string
   act = activation_string.lower()
-  if act == "gelu":
+  if act in ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh"):
     return gelu
-  if act in ("gelu_new", "gelu_tanh", "gelu_pytorch_tanh"):
-    return gelu_tanh
+  if act == "gelu_exact":
+    return gelu_exact
   if act == "relu":
     return tf.nn.relu
   if act == "tanh":
@@ -160,15 +178,26 @@ def get_activation(activation_string):
   raise ValueError("bert config: unsupported hidden_act %r" % activation_string)
 
 
+def hidden_activation(config):
+  """The activation function of `config`'s intermediate layers (see BertConfig on "gelu")."""
+  approximate = getattr(config, GELU_APPROXIMATE_FIELD, "tanh")
+  if approximate not in ("tanh", "none"):
+    raise ValueError("bert config: %s must be \"tanh\" or \"none\", got %r"
+                     % (GELU_APPROXIMATE_FIELD, approximate))
+  if config.hidden_act == "gelu" and approximate == "none":
+    return gelu_exact
+  return get_activation(config.hidden_act)
+
+
 def gelu(x):
-  """Exact Gaussian Error Linear Unit: x * Phi(x)."""
-  return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
-
-
-def gelu_tanh(x):
-  """The tanh approximation of GELU used by the original BERT."""
+  """GELU as google-research/bert computes it: the tanh approximation."""
   cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
   return x * cdf
+
+
+def gelu_exact(x):
+  """Exact Gaussian Error Linear Unit: x * Phi(x) (Hugging Face's "gelu")."""
+  return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
 
 
 def dropout(input_tensor, dropout_prob):
@@ -181,7 +210,7 @@ def create_initializer(initializer_range=0.02):
   return tf1.truncated_normal_initializer(stddev=initializer_range)
 
 
-def layer_norm(input_tensor, beta, gamma, epsilon=1e-12):
+def apply_layer_norm(input_tensor, beta, gamma, epsilon=1e-12):
   """LayerNorm over the last axis with given beta / gamma variables."""
   mean, variance = tf.nn.moments(input_tensor, axes=[-1], keepdims=True)
   return (input_tensor - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
@@ -248,6 +277,38 @@ def create_transformer_layer_variables(scope_name, config):
   return params
 
 
+def attention_context(query, key, value, attention_bias, batch_size, from_seq_length,
+                      to_seq_length, num_heads, head_size, attention_probs_dropout_prob):
+  """Scaled dot-product attention over heads, from projected queries, keys and values.
+
+  Args:
+    query: float Tensor [batch_size * from_seq_length, num_heads * head_size].
+    key, value: float Tensors [batch_size * to_seq_length, num_heads * head_size].
+    attention_bias: float Tensor broadcastable to [batch_size, num_heads, from_seq_length,
+      to_seq_length] (0 where attended, -10000 else), or None.
+    batch_size, from_seq_length, to_seq_length: ints or scalar int Tensors.
+    num_heads, head_size: ints.
+    attention_probs_dropout_prob: dropout on the attention probabilities (0 when not training).
+
+  Returns:
+    float Tensor [batch_size * from_seq_length, num_heads * head_size].
+  """
+
+  def to_heads(x, seq_length):
+    x = tf.reshape(x, [batch_size, seq_length, num_heads, head_size])
+    return tf.transpose(x, [0, 2, 1, 3])  # [B, N, T, D]
+
+  q = to_heads(query, from_seq_length)
+  k = to_heads(key, to_seq_length)
+  v = to_heads(value, to_seq_length)
+  scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(head_size)))  # [B, N, F, T]
+  if attention_bias is not None:
+    scores += attention_bias
+  probs = dropout(tf.nn.softmax(scores), attention_probs_dropout_prob)
+  context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])  # [B, F, N, D]
+  return tf.reshape(context, [batch_size * from_seq_length, num_heads * head_size])
+
+
 def transformer_layer(layer_input, attention_bias, params, batch_size, seq_length, config,
                       hidden_dropout_prob, attention_probs_dropout_prob):
   """Computes one transformer layer from existing variables.
@@ -264,36 +325,24 @@ def transformer_layer(layer_input, attention_bias, params, batch_size, seq_lengt
     float Tensor [batch_size * seq_length, hidden_size].
   """
   num_heads = config.num_attention_heads
-  head_size = config.hidden_size // num_heads
-
-  def to_heads(x):
-    x = tf.reshape(x, [batch_size, seq_length, num_heads, head_size])
-    return tf.transpose(x, [0, 2, 1, 3])  # [B, N, T, D]
-
-  q = to_heads(dense(layer_input, params["attention/self/query/kernel"],
-                     params["attention/self/query/bias"]))
-  k = to_heads(dense(layer_input, params["attention/self/key/kernel"],
-                     params["attention/self/key/bias"]))
-  v = to_heads(dense(layer_input, params["attention/self/value/kernel"],
-                     params["attention/self/value/bias"]))
-  scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(head_size)))  # [B, N, T, T]
-  scores += attention_bias
-  probs = dropout(tf.nn.softmax(scores), attention_probs_dropout_prob)
-  context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])  # [B, T, N, D]
-  context = tf.reshape(context, [batch_size * seq_length, config.hidden_size])
+  q, k, v = [dense(layer_input, params["attention/self/%s/kernel" % part],
+                   params["attention/self/%s/bias" % part]) for part in ("query", "key", "value")]
+  context = attention_context(q, k, v, attention_bias, batch_size, seq_length, seq_length,
+                              num_heads, config.hidden_size // num_heads,
+                              attention_probs_dropout_prob)  # [B * T, H]
 
   attention_output = dense(context, params["attention/output/dense/kernel"],
                            params["attention/output/dense/bias"])
   attention_output = dropout(attention_output, hidden_dropout_prob)
-  attention_output = layer_norm(attention_output + layer_input,
-                                params["attention/output/LayerNorm/beta"],
-                                params["attention/output/LayerNorm/gamma"])
+  attention_output = apply_layer_norm(attention_output + layer_input,
+                                      params["attention/output/LayerNorm/beta"],
+                                      params["attention/output/LayerNorm/gamma"])
   intermediate = dense(attention_output, params["intermediate/dense/kernel"],
-                       params["intermediate/dense/bias"], get_activation(config.hidden_act))
+                       params["intermediate/dense/bias"], hidden_activation(config))
   layer_output = dense(intermediate, params["output/dense/kernel"], params["output/dense/bias"])
   layer_output = dropout(layer_output, hidden_dropout_prob)
-  return layer_norm(layer_output + attention_output, params["output/LayerNorm/beta"],
-                    params["output/LayerNorm/gamma"])
+  return apply_layer_norm(layer_output + attention_output, params["output/LayerNorm/beta"],
+                          params["output/LayerNorm/gamma"])
 
 
 def check_theseus_layers(num_hidden_layers, suc_layers):
@@ -389,7 +438,13 @@ def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
 
 def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob, run_layers,
                      branch_hook):
-  """Stage 1: n modules, each successor j or predecessor group j as drawn this step (tf.cond).
+  """Stage 1: n modules, each successor j or predecessor group j as drawn this step.
+
+  The choice is a functional conditional (cond_v2, TensorFlow 2's tf.cond) whatever the
+  process's control-flow mode: in classic TF1 mode (tf.disable_v2_behavior) tf.cond would build
+  Switch / Merge ops instead, whose outputs oneDNN's grappler remapper mis-fuses (the attention's
+  BatchMatMul + Mul + Add), so that fetching anything after a drawn successor failed with
+  "Retval[0] does not have value". With cond_v2 both modes build the same graph.
 
   Returns:
     (module outputs: list of n Tensors, replaced: bool Tensor [n]).
@@ -400,7 +455,7 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
     _check_rate(replace_rate_prob, "replace_rate_prob")
   p = tf.cast(replace_rate_prob, tf.float32)
 
-  # Variables are created outside tf.cond; the branches only compute.
+  # Variables are created outside the conditional; the branches only compute.
   pred_params = [create_transformer_layer_variables("layer_%d" % i, config)
                  for i in range(config.num_hidden_layers)]
   suc_params = [create_transformer_layer_variables("suc_layer_%d" % j, config)
@@ -422,7 +477,8 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
         x = tf.identity(x)
       return run_layers(x, group)
 
-    prev = tf.cond(use_successor, successor_branch, predecessor_branch, name="theseus_module_%d" % j)
+    prev = cond_v2.cond_v2(use_successor, successor_branch, predecessor_branch,
+                           name="theseus_module_%d" % j)
     outputs.append(prev)
   return outputs, tf.stack(replaced)
 
@@ -453,7 +509,8 @@ def get_replace_rate(global_step, scheduler_type="constant", base_rate=0.5, k=0.
   return tf.minimum(1.0, float(base_rate) + float(k) * step, name="replace_rate")
 
 
-def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_prob):
+def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_prob,
+                use_one_hot_embeddings=False):
   """Word + token type + position embeddings, LayerNorm and dropout (current variable scope).
 
   Args:
@@ -461,6 +518,8 @@ def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_pr
     input_ids, token_type_ids: int32 Tensors [batch_size, seq_length].
     seq_length: scalar int Tensor (at most max_position_embeddings, checked when run).
     hidden_dropout_prob: dropout rate (0 when not training).
+    use_one_hot_embeddings: look the words up by a one-hot matmul instead of a gather (what
+      google-research/bert does on TPUs; the same numbers).
 
   Returns:
     (word embedding table [vocab_size, hidden_size], embeddings [batch_size, seq_length,
@@ -482,10 +541,14 @@ def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_pr
       message="sequence longer than max_position_embeddings")
   with tf.control_dependencies([assert_len]):
     positions = tf.slice(position_table, [0, 0], tf.stack([seq_length, -1]))
-  embeddings = (tf.gather(embedding_table, input_ids) +
+  if use_one_hot_embeddings:
+    words = tf.einsum("btv,vh->bth", tf.one_hot(input_ids, config.vocab_size), embedding_table)
+  else:
+    words = tf.gather(embedding_table, input_ids)
+  embeddings = (words +
                 tf.gather(token_type_table, token_type_ids) +
                 tf.expand_dims(positions, 0))
-  embeddings = layer_norm(embeddings, beta, gamma)
+  embeddings = apply_layer_norm(embeddings, beta, gamma)
   return embedding_table, dropout(embeddings, hidden_dropout_prob)
 
 
@@ -505,13 +568,16 @@ class BertModel(object):
                input_ids,
                input_mask=None,
                token_type_ids=None,
+               use_one_hot_embeddings=False,
+               scope=None,
                suc_layers=0,
                replace_rate_prob=None,
                finetune_suc=False,
-               scope=None,
                branch_hook=None,
                encoder_fn=None):
     """Builds the graph.
+
+    The first seven arguments are google-research/bert's, in its order.
 
     Args:
       config: BertConfig of the predecessor (num_hidden_layers = L).
@@ -520,24 +586,26 @@ class BertModel(object):
       input_ids: int32 Tensor [batch_size, seq_length]; seq_length may be dynamic.
       input_mask: optional int32 Tensor [batch_size, seq_length], 1 for real tokens.
       token_type_ids: optional int32 Tensor [batch_size, seq_length].
+      use_one_hot_embeddings: word lookup by one-hot matmul (as on TPUs) instead of a gather.
+      scope: variable scope, default "bert".
       suc_layers: n successor modules; 0 builds the plain L-layer BERT.
       replace_rate_prob: p, float or scalar Tensor, for the Theseus graph.
       finetune_suc: with suc_layers > 0, build the successor-only graph (stage 2).
-      scope: variable scope, default "bert".
       branch_hook: see transformer_model_theseus.
       encoder_fn: the encoder, a callable with the signature and return value of
         transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
+
+    Raises:
+      ValueError: an impossible config (BertConfig.validate) or Theseus setting.
     """
     config = copy.deepcopy(config)
+    config.validate()
+    self.config = config
     hidden_dropout_prob = config.hidden_dropout_prob if is_training else 0.0
     attention_dropout_prob = config.attention_probs_dropout_prob if is_training else 0.0
     check_theseus_layers(config.num_hidden_layers, suc_layers)
-    if suc_layers == 0:
-      self.mode = "predecessor"
-    elif is_training and not finetune_suc:
-      self.mode = "theseus"
-    else:
-      self.mode = "successor"
+    self.mode = ("predecessor" if suc_layers == 0 else
+                 "theseus" if is_training and not finetune_suc else "successor")
 
     input_ids = tf.convert_to_tensor(input_ids)
     shape = tf.shape(input_ids)
@@ -549,8 +617,9 @@ class BertModel(object):
 
     with tf1.variable_scope(scope, default_name="bert"):
       with tf1.variable_scope("embeddings"):
-        self.embedding_table, self.embedding_output = _embeddings(
-            config, input_ids, token_type_ids, seq_length, hidden_dropout_prob)  # [B, T, H]
+        self.embedding_table, self.embedding_output = _embeddings(  # [B, T, H]
+            config, input_ids, token_type_ids, seq_length, hidden_dropout_prob,
+            use_one_hot_embeddings)
 
       with tf1.variable_scope("encoder"):
         mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)
@@ -735,3 +804,209 @@ def init_from_checkpoint_for_theseus(tvars, init_checkpoint, suc_init="first"):
 def count_parameters(variables):
   """Total number of scalars in `variables`."""
   return int(sum(np.prod(v.shape.as_list()) for v in variables))
+
+
+# ----------------------------------------------------------------------------------------------
+# google-research/bert's modeling API, for code written against it: the same names, arguments,
+# variable names and results. BertModel above builds its graph from the same pieces.
+
+def assert_rank(tensor, expected_rank, name=None):
+  """Raises ValueError unless `tensor` has rank `expected_rank` (an int or a list of ints)."""
+  expected = [expected_rank] if isinstance(expected_rank, int) else list(expected_rank)
+  rank = tensor.shape.ndims
+  if rank not in expected:
+    raise ValueError("For the tensor `%s` in scope `%s`, the actual rank `%d` (shape = %s) is "
+                     "not equal to the expected rank `%s`" % (
+                         name or tensor.name, tf1.get_variable_scope().name, rank,
+                         tensor.shape, expected_rank))
+
+
+def get_shape_list(tensor, expected_rank=None, name=None):
+  """The shape of `tensor` as a list: ints where static, scalar int32 Tensors where dynamic."""
+  if expected_rank is not None:
+    assert_rank(tensor, expected_rank, name)
+  shape = tensor.shape.as_list()
+  if all(dim is not None for dim in shape):
+    return shape
+  dynamic = tf.shape(tensor)
+  return [dynamic[i] if dim is None else dim for i, dim in enumerate(shape)]
+
+
+def reshape_to_matrix(input_tensor):
+  """[..., width] -> [N, width] (a rank-2 tensor is returned as it is)."""
+  if input_tensor.shape.ndims < 2:
+    raise ValueError("Input tensor must have at least rank 2. Shape = %s" % input_tensor.shape)
+  if input_tensor.shape.ndims == 2:
+    return input_tensor
+  return tf.reshape(input_tensor, [-1, input_tensor.shape[-1]])
+
+
+def reshape_from_matrix(output_tensor, orig_shape_list):
+  """[N, width] -> orig_shape_list[:-1] + [width]."""
+  if len(orig_shape_list) == 2:
+    return output_tensor
+  width = get_shape_list(output_tensor)[-1]
+  return tf.reshape(output_tensor, list(orig_shape_list[:-1]) + [width])
+
+
+def create_attention_mask_from_input_mask(from_tensor, to_mask):
+  """float32 [batch_size, from_seq_length, to_seq_length] mask: 1 where `to_mask` is 1.
+
+  Args:
+    from_tensor: Tensor [batch_size, from_seq_length, ...].
+    to_mask: int32 Tensor [batch_size, to_seq_length].
+  """
+  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
+  to_shape = get_shape_list(to_mask, expected_rank=2)
+  to_mask = tf.cast(tf.reshape(to_mask, [to_shape[0], 1, to_shape[1]]), tf.float32)
+  return tf.ones([from_shape[0], from_shape[1], 1], tf.float32) * to_mask
+
+
+def layer_norm(input_tensor, name=None):
+  """LayerNorm over the last axis with new `{name or LayerNorm}/beta, gamma` variables."""
+  width = input_tensor.shape[-1]
+  with tf1.variable_scope(name, default_name="LayerNorm"):
+    beta = tf1.get_variable("beta", [width], initializer=tf1.zeros_initializer())
+    gamma = tf1.get_variable("gamma", [width], initializer=tf1.ones_initializer())
+  return apply_layer_norm(input_tensor, beta, gamma)
+
+
+def layer_norm_and_dropout(input_tensor, dropout_prob, name=None):
+  """layer_norm, then dropout."""
+  return dropout(layer_norm(input_tensor, name), dropout_prob)
+
+
+def embedding_lookup(input_ids, vocab_size, embedding_size=128, initializer_range=0.02,
+                     word_embedding_name="word_embeddings", use_one_hot_embeddings=False):
+  """Word embeddings: (float Tensor [batch_size, seq_length, embedding_size], the table).
+
+  input_ids is int32 [batch_size, seq_length] (or [batch_size, seq_length, 1]).
+  """
+  if input_ids.shape.ndims == 3:
+    input_ids = tf.squeeze(input_ids, axis=[2])
+  table = tf1.get_variable(word_embedding_name, [vocab_size, embedding_size],
+                           initializer=create_initializer(initializer_range))
+  if use_one_hot_embeddings:
+    output = tf.einsum("btv,vh->bth", tf.one_hot(input_ids, vocab_size), table)
+  else:
+    output = tf.gather(table, input_ids)
+  return output, table
+
+
+def embedding_postprocessor(input_tensor, use_token_type=False, token_type_ids=None,
+                            token_type_vocab_size=16,
+                            token_type_embedding_name="token_type_embeddings",
+                            use_position_embeddings=True,
+                            position_embedding_name="position_embeddings",
+                            initializer_range=0.02, max_position_embeddings=512, dropout_prob=0.1):
+  """Adds token type and position embeddings, then LayerNorm and dropout.
+
+  Args:
+    input_tensor: float Tensor [batch_size, seq_length, width].
+    (others as google-research/bert's.)
+
+  Returns:
+    float Tensor [batch_size, seq_length, width].
+  """
+  batch_size, seq_length, width = get_shape_list(input_tensor, expected_rank=3)
+  output = input_tensor
+  if use_token_type:
+    if token_type_ids is None:
+      raise ValueError("`token_type_ids` must be specified if `use_token_type` is True.")
+    table = tf1.get_variable(token_type_embedding_name, [token_type_vocab_size, width],
+                             initializer=create_initializer(initializer_range))
+    output += tf.gather(table, token_type_ids)
+  if use_position_embeddings:
+    table = tf1.get_variable(position_embedding_name, [max_position_embeddings, width],
+                             initializer=create_initializer(initializer_range))
+    assert_len = tf1.assert_less_equal(seq_length, max_position_embeddings)
+    with tf.control_dependencies([assert_len]):
+      positions = tf.slice(table, [0, 0], tf.stack([seq_length, -1]))
+    output += tf.expand_dims(positions, 0)
+  del batch_size
+  return layer_norm_and_dropout(output, dropout_prob)
+
+
+def attention_layer(from_tensor, to_tensor, attention_mask=None, num_attention_heads=1,
+                    size_per_head=512, query_act=None, key_act=None, value_act=None,
+                    attention_probs_dropout_prob=0.0, initializer_range=0.02,
+                    do_return_2d_tensor=False, batch_size=None, from_seq_length=None,
+                    to_seq_length=None):
+  """Multi-headed attention from `from_tensor` to `to_tensor` (new query/key/value variables).
+
+  Args:
+    from_tensor: float Tensor [batch_size, from_seq_length, from_width], or rank 2 with
+      batch_size and from_seq_length given.
+    to_tensor: float Tensor [batch_size, to_seq_length, to_width] (or rank 2, likewise).
+    attention_mask: optional int32 / float Tensor [batch_size, from_seq_length, to_seq_length].
+    (others as google-research/bert's.)
+
+  Returns:
+    float Tensor [batch_size, from_seq_length, num_attention_heads * size_per_head], or
+    [batch_size * from_seq_length, ...] with do_return_2d_tensor.
+  """
+  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
+  to_shape = get_shape_list(to_tensor, expected_rank=[2, 3])
+  if len(from_shape) != len(to_shape):
+    raise ValueError("The rank of `from_tensor` must match the rank of `to_tensor`.")
+  if len(from_shape) == 3:
+    batch_size, from_seq_length, to_seq_length = from_shape[0], from_shape[1], to_shape[1]
+  elif batch_size is None or from_seq_length is None or to_seq_length is None:
+    raise ValueError("When passing in rank 2 tensors to attention_layer, the values for "
+                     "`batch_size`, `from_seq_length`, and `to_seq_length` must all be "
+                     "specified.")
+  width = num_attention_heads * size_per_head
+  projected = []
+  for name, source, act in (("query", from_tensor, query_act), ("key", to_tensor, key_act),
+                            ("value", to_tensor, value_act)):
+    matrix = reshape_to_matrix(source)
+    kernel, bias = create_dense_variables(name, matrix.shape[-1], width, initializer_range)
+    projected.append(dense(matrix, kernel, bias, act))
+  bias = None
+  if attention_mask is not None:
+    bias = (1.0 - tf.cast(tf.expand_dims(attention_mask, axis=1), tf.float32)) * -10000.0
+  context = attention_context(projected[0], projected[1], projected[2], bias, batch_size,
+                              from_seq_length, to_seq_length, num_attention_heads,
+                              size_per_head, attention_probs_dropout_prob)
+  if do_return_2d_tensor:
+    return context
+  return tf.reshape(context, [batch_size, from_seq_length, width])
+
+
+def transformer_model(input_tensor, attention_mask=None, hidden_size=768, num_hidden_layers=12,
+                      num_attention_heads=12, intermediate_size=3072, intermediate_act_fn=gelu,
+                      hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                      initializer_range=0.02, do_return_all_layers=False):
+  """google-research/bert's encoder: `layer_{i}` variables in the current scope.
+
+  Args:
+    input_tensor: float Tensor [batch_size, seq_length, hidden_size].
+    attention_mask: optional int32 / float Tensor [batch_size, seq_length, seq_length].
+    (others as google-research/bert's.)
+
+  Returns:
+    float Tensor [batch_size, seq_length, hidden_size] (the last layer), or the list of every
+    layer's output with do_return_all_layers.
+  """
+  if hidden_size % num_attention_heads != 0:
+    raise ValueError("The hidden size (%d) is not a multiple of the number of attention heads "
+                     "(%d)" % (hidden_size, num_attention_heads))
+  batch_size, seq_length, width = get_shape_list(input_tensor, expected_rank=3)
+  if width != hidden_size:
+    raise ValueError("The width of the input tensor (%d) != hidden size (%d)" % (width,
+                                                                                 hidden_size))
+  config = BertConfig(vocab_size=None, hidden_size=hidden_size,
+                      num_attention_heads=num_attention_heads,
+                      intermediate_size=intermediate_size, hidden_act=intermediate_act_fn,
+                      initializer_range=initializer_range)
+  bias = None
+  if attention_mask is not None:
+    bias = (1.0 - tf.cast(tf.expand_dims(attention_mask, axis=1), tf.float32)) * -10000.0
+  prev = reshape_to_matrix(input_tensor)
+  outputs = []
+  for i in range(num_hidden_layers):
+    params = create_transformer_layer_variables("layer_%d" % i, config)
+    prev = transformer_layer(prev, bias, params, batch_size, seq_length, config,
+                             hidden_dropout_prob, attention_probs_dropout_prob)
+    outputs.append(tf.reshape(prev, [batch_size, seq_length, hidden_size]))
+  return outputs if do_return_all_layers else outputs[-1]

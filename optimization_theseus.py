@@ -81,26 +81,35 @@ def learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_ste
   return tf.where(step < float(num_warmup_steps), warmup, decayed)
 
 
+# Variables google-research/bert's create_optimizer exempts from weight decay (by name).
+NO_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
+
+
 class AdamWeightDecayOptimizer(object):
   """Adam with decoupled weight decay, as in google-research/bert (no bias correction).
 
-  Slots are `{var}/adam_m` and `{var}/adam_v`. No decay on LayerNorm and bias variables.
+  Slots are `{var}/adam_m` and `{var}/adam_v`. google-research/bert's interface and defaults:
+  apply_gradients creates the slots it needs (create_slots makes them ahead of time, outside any
+  control flow) and does not increment global_step, which its caller does (create_optimizer).
   """
 
-  def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-               epsilon=1e-6, exclude_from_weight_decay=("LayerNorm", "layer_norm", "bias")):
+  def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9, beta_2=0.999,
+               epsilon=1e-6, exclude_from_weight_decay=None, name="AdamWeightDecayOptimizer"):
     self.learning_rate = learning_rate
     self.weight_decay_rate = weight_decay_rate
     self.beta_1 = beta_1
     self.beta_2 = beta_2
     self.epsilon = epsilon
     self.exclude_from_weight_decay = exclude_from_weight_decay
+    self.name = name
     self._slots = {}
 
   def create_slots(self, variables):
-    """Creates the m / v slots (outside any control flow)."""
+    """Creates the m / v slots of `variables` that do not exist yet (outside control flow)."""
     for var in variables:
       name = var.op.name
+      if name in self._slots:
+        continue
       with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
         m = tf1.get_variable(name + "/adam_m", shape=var.shape.as_list(), dtype=tf.float32,
                              trainable=False, initializer=tf1.zeros_initializer())
@@ -111,26 +120,52 @@ class AdamWeightDecayOptimizer(object):
   def _use_weight_decay(self, name):
     if not self.weight_decay_rate:
       return False
-    return not any(re.search(r, name) for r in self.exclude_from_weight_decay)
+    return not any(re.search(r, name) for r in self.exclude_from_weight_decay or ())
 
-  def apply_gradients(self, grads_and_vars, global_step):
-    """Returns an op applying the update and incrementing global_step."""
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+    """Returns an op applying one Adam update to every variable with a gradient.
+
+    global_step is accepted for google-research/bert's signature and left alone.
+    """
+    del global_step
+    grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
+    self.create_slots([v for _, v in grads_and_vars])
     updates = []
     for grad, var in grads_and_vars:
-      if grad is None:
-        continue
-      name = var.op.name
-      m, v = self._slots[name]
+      m, v = self._slots[var.op.name]
       grad = tf.convert_to_tensor(grad)
       next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
       next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
       update = next_m / (tf.sqrt(next_v) + self.epsilon)
-      if self._use_weight_decay(name):
+      if self._use_weight_decay(var.op.name):
         update += self.weight_decay_rate * var
       updates.extend([var.assign_sub(self.learning_rate * update), m.assign(next_m),
                       v.assign(next_v)])
-    with tf.control_dependencies(updates):
-      return global_step.assign_add(1)
+    return tf.group(*updates, name=name)
+
+
+def _apply_and_count(optimizer, grads_and_vars, global_step):
+  """One update, then global_step + 1 (an op)."""
+  update = optimizer.apply_gradients(grads_and_vars, global_step)
+  with tf.control_dependencies([update]):
+    return global_step.assign_add(1)
+
+
+def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu=False):
+  """google-research/bert's create_optimizer: the train op of one update of the stage's variables.
+
+  Warmup + linear decay, AdamWeightDecay (decay 0.01, not on LayerNorm and biases), global-norm
+  clipping at 1.0, and global_step + 1, as in google-research/bert; the variables updated are
+  those of create_optimizer_for_bert_theseus (all of them in a plain BERT graph).
+
+  Raises:
+    ValueError: use_tpu=True (the project runs on CPUs and GPUs).
+  """
+  if use_tpu:
+    raise ValueError("use_tpu=True is not supported: this project trains on CPUs and GPUs "
+                     "(TPUs need TPUEstimator, which current TensorFlow no longer has)")
+  return create_optimizer_for_bert_theseus(loss, init_lr, num_train_steps,
+                                           num_warmup_steps).train_op
 
 
 def create_optimizer_for_bert_theseus(loss, init_lr, num_train_steps, num_warmup_steps,
@@ -162,7 +197,8 @@ def create_optimizer_for_bert_theseus(loss, init_lr, num_train_steps, num_warmup
   global_step = tf1.train.get_or_create_global_step()
   learning_rate = learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_steps)
   tvars = select_train_variables(tf1.trainable_variables(), finetune_suc, train_scope)
-  optimizer = AdamWeightDecayOptimizer(learning_rate, weight_decay_rate=weight_decay_rate)
+  optimizer = AdamWeightDecayOptimizer(learning_rate, weight_decay_rate=weight_decay_rate,
+                                       exclude_from_weight_decay=NO_WEIGHT_DECAY)
   optimizer.create_slots(tvars)
   grads = tf.gradients(loss, tvars)
   grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, tvars)]
@@ -175,7 +211,7 @@ def create_optimizer_for_bert_theseus(loss, init_lr, num_train_steps, num_warmup
   k = gradient_accumulation_steps
   if k == 1:
     clipped, grad_norm = clip(grads)
-    train_op = optimizer.apply_gradients(zip(clipped, tvars), global_step)
+    train_op = _apply_and_count(optimizer, zip(clipped, tvars), global_step)
     return OptimizerOps(tf.group(train_op), learning_rate, tvars, grad_norm)
 
   # Accumulators are local variables: checkpoints are written only between updates, when they
@@ -196,7 +232,7 @@ def create_optimizer_for_bert_theseus(loss, init_lr, num_train_steps, num_warmup
   def apply_update():
     averaged = [acc.read_value() / float(k) for acc in accumulators]
     clipped, norm = clip(averaged)
-    step = optimizer.apply_gradients(zip(clipped, tvars), global_step)
+    step = _apply_and_count(optimizer, zip(clipped, tvars), global_step)
     with tf.control_dependencies([step]):
       reset = tf.group([acc.assign(tf.zeros_like(acc)) for acc in accumulators])
     with tf.control_dependencies([reset]):

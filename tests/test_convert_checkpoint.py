@@ -302,10 +302,22 @@ def test_small_successor_loads_in_transformers_and_agrees(small_tf_dir, tmp_path
   assert np.abs(tf_logits - out.logits.numpy()).max() < 1e-4
 
 
-def test_hidden_act_names_map_to_transformers():
+def test_hidden_act_names_map_to_transformers(tmp_path):
   config = dict(SMALL_CONFIG, hidden_act="gelu_tanh")
   assert cc.bert_config_to_hf_config(config)["hidden_act"] == "gelu_new"
-  assert cc.bert_config_to_hf_config(dict(SMALL_CONFIG))["hidden_act"] == "gelu"
+  # google-research/bert's "gelu" is the tanh approximation: Hugging Face's gelu_new ...
+  assert cc.bert_config_to_hf_config(dict(SMALL_CONFIG))["hidden_act"] == "gelu_new"
+  # ... unless the config says it is the exact one, as the converter writes for Hugging Face.
+  exact = dict(SMALL_CONFIG, gelu_approximate="none")
+  assert cc.bert_config_to_hf_config(exact)["hidden_act"] == "gelu"
+  for hf_act, google in (("gelu", {"hidden_act": "gelu", "gelu_approximate": "none"}),
+                         ("gelu_new", {"hidden_act": "gelu"}),
+                         ("gelu_pytorch_tanh", {"hidden_act": "gelu"}),
+                         ("relu", {"hidden_act": "relu"})):
+    path = tmp_path / ("%s.json" % hf_act)
+    path.write_text(json.dumps(dict(SMALL_CONFIG, hidden_act=hf_act, model_type="bert")))
+    config, _ = cc.read_hf_config(str(path))
+    assert {k: v for k, v in config.items() if k in ("hidden_act", "gelu_approximate")} == google
 
 
 # ---------------------------------------------------------------------------- 4. bad input

@@ -8,8 +8,7 @@ import modeling_theseus as modeling
 import optimization_theseus as optimization
 from test_modeling import random_inputs, tiny_config
 
-tf1 = tf.compat.v1
-tf1.disable_eager_execution()
+tf1 = tf.compat.v1  # the mode (TF2 graph mode, or TF1 with THESEUS_TF1_MODE=1): test_modeling
 
 
 class Trainer(object):
