@@ -54,8 +54,7 @@ class InputExample(object):
       line: (Optional) int. The line of the source file the example was read from.
     """
     self.guid = guid
-    self.text_a = text_a
-    self.text_b = text_b
+    self.text_a, self.text_b = text_a, text_b
     self.label = label
     self.line = line
 
@@ -78,10 +77,14 @@ class _FileFormat(object):
     delimiter: the column separator.
     use_csv: parse with the csv module (quoting). False: split on the delimiter only, as
       google-research/bert does for GLUE (`quotechar=None`): GLUE text holds bare quotes.
+    keep_row: optional callable(fields) -> bool; data rows for which it is false are passed
+      over (XNLI's dev file holds 15 languages, a run reads one).
   """
 
   def __init__(self, has_header, text_a_column, text_b_column=None, label_column=None,
-               header_names=None, num_columns=None, delimiter="\t", use_csv=False):
+               header_names=None, num_columns=None, delimiter="\t", use_csv=False,
+               keep_row=None):
+    self.keep_row = keep_row
     self.has_header = has_header
     self.header_names = header_names or {}
     self.num_columns = num_columns
@@ -312,6 +315,8 @@ class DataProcessor(object):
           self._check_header(fields, fmt)
           header_fields = fields
           continue
+        if fmt.keep_row is not None and not fmt.keep_row(fields):
+          continue
         is_first_data_row = first_data_row
         first_data_row = False
         if (header_fields is not None and fmt.num_columns is None and
@@ -467,6 +472,35 @@ class MnliProcessor(_GlueProcessor):
   def get_dev_sets(self, data_dir):
     return [("dev_matched", self.get_dev_examples(data_dir)),
             ("dev_mismatched", self.get_dev_mismatched_examples(data_dir))]
+
+
+class XnliProcessor(_GlueProcessor):
+  """XNLI in one language (google-research/bert's default, Chinese: "zh").
+
+  Train: `multinli/multinli.train.<language>.tsv` (`premise\thypo\tlabel`, "contradictory"
+  read as "contradiction"); dev / test: `xnli.dev.tsv` / `xnli.test.tsv`, the rows of
+  `language` (columns language, gold_label, ..., sentence1 (7th), sentence2 (8th), ...).
+  """
+
+  labels = MnliProcessor.labels
+
+  def __init__(self, skip_bad_rows=False, language="zh"):
+    super(XnliProcessor, self).__init__(skip_bad_rows=skip_bad_rows)
+    self.language = language
+    self.train_file = os.path.join("multinli", "multinli.train.%s.tsv" % language)
+    self.dev_file, self.test_file = "xnli.dev.tsv", "xnli.test.tsv"
+    self.labeled_layout = _glue_format(0, 1, 2, {0: "premise", 1: "hypo", 2: "label"})
+    self.test_layout = _FileFormat(
+        has_header=True, text_a_column=6, text_b_column=7, label_column=1,
+        header_names={0: "language", 1: "gold_label", 6: "sentence1", 7: "sentence2"},
+        keep_row=lambda fields: fields[0].strip() == language)
+
+  def _labeled_format(self, set_type):
+    return self.labeled_layout if set_type == "train" else self.test_layout
+
+  def _check_label(self, value):
+    return super(XnliProcessor, self)._check_label(
+        "contradiction" if value.strip() == "contradictory" else value)
 
 
 class StsbProcessor(_GlueProcessor):
@@ -654,6 +688,7 @@ PROCESSORS = {
     "qnli": QnliProcessor,
     "qqp": QqpProcessor,
     "mnli": MnliProcessor,
+    "xnli": XnliProcessor,
     "sts-b": StsbProcessor,
     "stsb": StsbProcessor,
     "lcqmc": LcqmcProcessor,
@@ -1026,7 +1061,7 @@ def examples_fingerprint(examples):
 
 
 def make_processor(cfg):
-  """The processor --task_name (and, for `generic`, the --generic_* flags) ask for."""
+  """The processor --task_name (with --generic_* or --xnli_language) asks for."""
   name = (cfg.task_name or "").lower()
   if not name:
     raise InputDataError("--task_name is required (one of %s)" % ", ".join(sorted(PROCESSORS)))
@@ -1039,6 +1074,8 @@ def make_processor(cfg):
         label_column=cfg.generic_label_column, delimiter=cfg.generic_delimiter,
         has_header=cfg.generic_has_header, use_csv=cfg.generic_use_csv,
         skip_bad_rows=cfg.skip_bad_rows)
+  if name == "xnli":
+    return get_processor(name, language=cfg.xnli_language, skip_bad_rows=cfg.skip_bad_rows)
   return get_processor(name, skip_bad_rows=cfg.skip_bad_rows)
 
 
@@ -1092,9 +1129,10 @@ def make_task(processor, examples):
   label_key = "label_values" if processor.is_regression else "label_ids"
 
   def build_head(model, features, is_training):
-    return create_classifier_head(model.get_pooled_output(), num_labels, processor.is_regression,
-                                  labels=features.get(label_key),
-                                  dropout_prob=0.1 if is_training else 0.0)
+    return create_classifier_head(
+        model.get_pooled_output(), num_labels, processor.is_regression,
+        labels=features.get(label_key),
+        dropout_prob=model.config.hidden_dropout_prob if is_training else 0.0)
 
   def evaluate(rows):
     if len(rows) != len(examples):

@@ -99,6 +99,21 @@ def infer(cfg, bert_config, task, path, checkpoint, batch_size):
     evaluator.close()
 
 
+def google_result_keys(metrics, checkpoint):
+  """The keys google-research/bert writes to eval_results.txt, which users' tooling parses.
+
+  eval_accuracy (classification), eval_loss and loss (the mean loss over the set), and
+  global_step (of the checkpoint evaluated; 0 for one without, e.g. an export).
+  """
+  names = checkpoints.variable_names(checkpoint)
+  keys = {"global_step": checkpoints.global_step_of(checkpoint) if "global_step" in names else 0}
+  if "accuracy" in metrics:
+    keys["eval_accuracy"] = metrics["accuracy"]
+  if metrics.get("eval_loss") is not None:
+    keys["loss"] = metrics["eval_loss"]
+  return keys
+
+
 def write_eval_results(output_dir, name, metrics):
   """<name>_results.txt as google-research/bert writes it (`key = value` lines), plus JSON."""
   lines = ["%s = %s" % (k, metrics[k]) for k in sorted(metrics) if not isinstance(metrics[k], dict)]

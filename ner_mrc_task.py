@@ -1072,7 +1072,7 @@ def make_task(cfg, sentences, metas, entity_types):
         model.get_sequence_output(), features.get("context_mask"),
         start_labels=features.get("start_labels"), end_labels=features.get("end_labels"),
         loss_type=cfg.loss, focal_gamma=cfg.focal_gamma,
-        dropout_prob=0.1 if is_training else 0.0)
+        dropout_prob=model.config.hidden_dropout_prob if is_training else 0.0)
     outputs = {"start_probs": tf.sigmoid(start_logits), "end_probs": tf.sigmoid(end_logits)}
     return loss, outputs
 

@@ -48,6 +48,7 @@ flags.DEFINE_integer("generic_label_column", 1, "generic task: column of the lab
 flags.DEFINE_string("generic_delimiter", "\t", "generic task: column delimiter.")
 flags.DEFINE_bool("generic_has_header", True, "generic task: files start with a header.")
 flags.DEFINE_bool("generic_use_csv", False, "generic task: parse with the csv module.")
+flags.DEFINE_string("xnli_language", "zh", "xnli task: the language trained and evaluated on.")
 
 
 def run(cfg):

@@ -42,6 +42,7 @@ def define_common_flags():
   _define_run_flags()
   _define_training_flags()
   _define_theseus_flags()
+  _define_tpu_flags()
 
 
 def _define_required_flags():
@@ -116,6 +117,20 @@ def _define_theseus_flags():
                 ", ".join(optimization.STAGE1_EXTRA_SCOPES))
 
 
+def _define_tpu_flags():
+  """## google-research/bert's TPU parameters: accepted so its command lines run unchanged.
+
+  --use_tpu=True is refused (check_run_config); the others are then unused.
+  """
+  f = flags
+  f.DEFINE_bool("use_tpu", False, "google-research/bert's flag; only False is supported (this "
+                "project trains on CPUs and GPUs).")
+  for name in ("tpu_name", "tpu_zone", "gcp_project", "master"):
+    f.DEFINE_string(name, None, "google-research/bert's flag (unused).")
+  for name, default in (("num_tpu_cores", 8), ("iterations_per_loop", 1000)):
+    f.DEFINE_integer(name, default, "google-research/bert's flag (unused).")
+
+
 class RunConfig(object):
   """Validated settings of one run, read from the flags (or given directly by tests)."""
 
@@ -155,6 +170,10 @@ def check_run_config(cfg, needs_data=True):
     bert_config = modeling.BertConfig.from_json_file(cfg.bert_config_file)
   except ValueError as e:
     raise InputDataError(str(e))
+  try:
+    bert_config.validate()
+  except ValueError as e:
+    raise InputDataError(str(e), cfg.bert_config_file)
   tokenizer = make_tokenizer(cfg)
   if len(tokenizer.vocab) != bert_config.vocab_size:
     raise InputDataError("vocab has %d entries but bert_config vocab_size is %d"
@@ -181,6 +200,9 @@ def check_run_config(cfg, needs_data=True):
 
 def _check_required(cfg, needs_data):
   """Something to do, the required flags, and the files they name exist."""
+  if cfg.use_tpu:
+    raise InputDataError("--use_tpu=True is not supported: this project trains on CPUs and GPUs "
+                         "(TPUEstimator is gone from current TensorFlow); use --use_tpu=False")
   if not (cfg.do_train or cfg.do_eval or cfg.do_predict or cfg.do_export):
     raise InputDataError("nothing to do: set at least one of --do_train, --do_eval, "
                          "--do_predict, --do_export")

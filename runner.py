@@ -48,15 +48,17 @@ def run(cfg, task_run):
   checkpoint = checkpoints.checkpoint_for_inference(cfg)
   logging.info("Inference checkpoint: %s", checkpoint)
   if cfg.do_eval:
-    for feature_set in task_run.eval_sets():
+    for i, feature_set in enumerate(task_run.eval_sets()):
       rows, loss, seconds = evaluation.infer(cfg, bert_config, feature_set.task, feature_set.path,
                                              checkpoint, cfg.eval_batch_size)
       metrics = task_run.eval_metrics(feature_set, rows)
       metrics.update(eval_loss=loss, checkpoint=checkpoint, eval_seconds=seconds)
+      metrics.update(evaluation.google_result_keys(metrics, checkpoint))
       logging.info("***** Eval results (%s) *****", feature_set.name)
       for key in sorted(metrics):
         logging.info("  %s = %s", key, metrics[key])
-      name = "eval" if feature_set.name == "dev" else "eval_" + feature_set.name
+      # The task's main dev set (MNLI: matched) writes eval_results.txt, as google-research/bert.
+      name = "eval" if i == 0 else "eval_" + feature_set.name
       evaluation.write_eval_results(cfg.output_dir, name, metrics)
       results[feature_set.name] = metrics
   if cfg.do_predict:

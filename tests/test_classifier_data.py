@@ -332,6 +332,42 @@ def test_generic_tsv_csv_and_regression(tmp_path):
     classifier_task.GenericProcessor(labels=None)
 
 
+_XNLI_HEAD = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
+              "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "promptID",
+              "pairID", "genre"]
+
+
+def _xnli_row(language, label, s1, s2):
+  return [language, label, "( x )", "( y )", "(ROOT x)", "(ROOT y)", s1, s2, "1", "1", "fiction"]
+
+
+def test_xnli_files_read_one_language(tmp_path):
+  (tmp_path / "multinli").mkdir()
+  _write(tmp_path / "multinli" / "multinli.train.zh.tsv", _tsv(
+      ["premise", "hypo", "label"], ["\u4f60\u597d", "\u518d\u89c1", "contradictory"],
+      ["\u5929\u6c14", "\u4e0b\u96e8", "entailment"]))
+  _write(tmp_path / "xnli.dev.tsv", _tsv(
+      _XNLI_HEAD, _xnli_row("en", "neutral", "A man.", "A person."),
+      _xnli_row("zh", "entailment", "\u4e00", "\u4e8c"),
+      _xnli_row("zh", "contradiction", "\u4e09", "\u56db")))
+  _write(tmp_path / "xnli.test.tsv", _tsv(
+      _XNLI_HEAD, _xnli_row("zh", "neutral", "\u4e94", "\u516d"),
+      _xnli_row("de", "neutral", "Ein Mann.", "Eine Person.")))
+  processor = classifier_task.get_processor("xnli")
+  assert processor.language == "zh"  # google-research/bert's default
+  train = processor.get_train_examples(str(tmp_path))
+  assert [(e.text_a, e.label) for e in train] == [
+      ("\u4f60\u597d", "contradiction"), ("\u5929\u6c14", "entailment")]
+  dev = processor.get_dev_examples(str(tmp_path))
+  assert [(e.text_a, e.text_b, e.label) for e in dev] == [
+      ("\u4e00", "\u4e8c", "entailment"), ("\u4e09", "\u56db", "contradiction")]
+  assert [e.guid for e in dev] == ["dev-0", "dev-1"]
+  assert [e.label for e in processor.get_test_examples(str(tmp_path))] == ["neutral"]
+  german = classifier_task.get_processor("xnli", language="de")
+  assert [e.text_a for e in german.get_test_examples(str(tmp_path))] == ["Ein Mann."]
+  assert processor.get_labels() == ["contradiction", "entailment", "neutral"]
+
+
 def test_registry_and_aliases():
   for alias, name in (("sst2", "sst-2"), ("stsb", "sts-b")):
     assert classifier_task.PROCESSORS[alias] is classifier_task.PROCESSORS[name]
@@ -342,7 +378,7 @@ def test_registry_and_aliases():
   assert "nope" in str(e.value) and "mrpc" in str(e.value)
   expected = {"sst-2": "accuracy", "mrpc": "f1", "rte": "accuracy", "cola": "mcc",
               "qnli": "accuracy", "qqp": "f1", "mnli": "accuracy", "sts-b": "pearson",
-              "lcqmc": "accuracy"}
+              "lcqmc": "accuracy", "xnli": "accuracy"}
   for name, metric in expected.items():
     processor = classifier_task.PROCESSORS[name]()
     assert processor.main_metric == metric

@@ -7,6 +7,7 @@ predict -> export -> reload the export as a plain BERT; plus resume, and the buc
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -83,17 +84,36 @@ def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, t
             "--log_every_n_steps=1", "--learning_rate=1e-3", "--seed=3"]
   pred_dir, s1_dir, s2_dir, reload_dir = (str(tmp_path / n) for n in ("pred", "s1", "s2", "rl"))
 
+  # google-research/bert's TPU flags, as its command lines pass them.
   run_cli(common + ["--bert_config_file=" + config, "--output_dir=" + pred_dir, "--do_train",
-                    "--do_eval", "--evaluate_during_training"])
+                    "--do_eval", "--evaluate_during_training", "--use_tpu=False",
+                    "--tpu_name=none", "--iterations_per_loop=1000", "--num_tpu_cores=8"])
   pred_eval = read_json(os.path.join(pred_dir, "eval_results.json"))
   assert pred_eval["eval_examples"] == 40
+  # eval_results.txt holds google-research/bert's keys besides the project's.
+  with open(os.path.join(pred_dir, "eval_results.txt")) as f:
+    google_keys = dict(line.split(" = ", 1) for line in f.read().splitlines())
+  assert float(google_keys["eval_accuracy"]) == pytest.approx(pred_eval["accuracy"])
+  assert float(google_keys["eval_loss"]) == float(google_keys["loss"]) == pytest.approx(
+      pred_eval["eval_loss"])
+  assert int(google_keys["global_step"]) == int(os.path.basename(
+      pred_eval["checkpoint"]).split("-")[-1])
   assert os.path.isdir(os.path.join(pred_dir, "best"))
 
   proc = run_cli(common + ["--bert_config_file=" + config, "--output_dir=" + s1_dir,
                            "--do_train", "--suc_layers=2", "--scheduler_type=linear",
                            "--replacing_rate=0.3", "--scheduler_linear_k=0.2",
                            "--init_checkpoint=" + pred_eval["checkpoint"]])
-  assert "replace rate" in proc.stderr
+  # Every update is logged (--log_every_n_steps=1) with the linear schedule's rate
+  # p = min(1, 0.3 + 0.2 * step) and the share of modules drawn as successors.
+  logged = re.findall(r"step (\d)/4 \|.*\| replace rate ([0-9.]+) \(replaced ([0-9.]+)\)",
+                      proc.stderr)
+  assert [int(step) for step, _, _ in logged] == [1, 2, 3, 4], proc.stderr[-3000:]
+  for step, rate, replaced in logged:
+    allowed = [round(min(1.0, 0.3 + 0.2 * s), 3) for s in (int(step) - 1, int(step))]
+    assert float(rate) in allowed, (step, rate)
+    assert float(replaced) in (0.0, 0.5, 1.0)
+  assert read_json(os.path.join(s1_dir, "train_results.json"))["replace_rate"] == pytest.approx(1.0)
   s1_ckpt = tf.train.latest_checkpoint(s1_dir)
   s1_names = {n for n, _ in tf.train.list_variables(s1_ckpt)}
   assert "bert/encoder/suc_layer_1/output/dense/kernel" in s1_names
@@ -315,3 +335,39 @@ def test_feature_cache_key_follows_vocab_length_and_data(tmp_path):
     p, _ = input_pipeline.cached_features(str(tmp_path), "train", dict(base, **change), build, keys)
     assert p != p1
   assert len(calls) == 4
+
+
+def test_use_tpu_is_refused_in_one_line(tmp_path, tiny_model):
+  config, vocab = tiny_model
+  proc = run_cli(["--task_name=mrpc", "--bert_config_file=" + config, "--vocab_file=" + vocab,
+                  "--output_dir=" + str(tmp_path / "out"), "--do_eval", "--use_tpu=True",
+                  "--data_dir=" + str(tmp_path)], expect_ok=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: --use_tpu=True is not supported")
+
+
+def test_mnli_writes_eval_results_for_matched_and_mismatched(tmp_path, tiny_model):
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  from test_classifier_data import _MNLI_HEAD, _mnli_row, _tsv  # pylint: disable=g-import-not-at-top
+  config, vocab = tiny_model
+  data = tmp_path / "mnli"
+  data.mkdir()
+  labels = ["neutral", "entailment", "contradiction"]
+  (data / "train.tsv").write_text(_tsv(_MNLI_HEAD + ["label1", "gold_label"], *[
+      _mnli_row(i, "a sentence %d" % i, "another %d" % i, [labels[i % 3]] * 2) for i in range(6)]))
+  for name, n in (("dev_matched.tsv", 3), ("dev_mismatched.tsv", 4)):
+    (data / name).write_text(_tsv(_MNLI_HEAD + ["label%d" % k for k in range(1, 6)] +
+                                  ["gold_label"], *[
+        _mnli_row(i, "dev %d" % i, "hyp %d" % i, [labels[i % 3]] * 6) for i in range(n)]))
+  out = str(tmp_path / "out")
+  cfg = run_config.RunConfig.from_defaults(
+      run_classifier.FLAGS, task_name="mnli", data_dir=str(data), bert_config_file=config,
+      vocab_file=vocab, output_dir=out, do_train=True, do_eval=True, num_train_steps=1,
+      train_batch_size=4, max_seq_length=32)
+  run_classifier.run(cfg)
+  matched = read_json(os.path.join(out, "eval_results.json"))
+  mismatched = read_json(os.path.join(out, "eval_dev_mismatched_results.json"))
+  assert matched["eval_examples"] == 3 and mismatched["eval_examples"] == 4
+  assert matched["global_step"] == mismatched["global_step"] == 1
+  assert os.path.isfile(os.path.join(out, "eval_results.txt"))
