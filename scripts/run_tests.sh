@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-exec ${PYTHON:-python3} -m pytest -q tests "$@"
+exec ${PYTHON:-python3} -m pytest -q -rs tests "$@"

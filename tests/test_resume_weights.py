@@ -1,0 +1,105 @@
+"""A resumed run ends with the weights of an uninterrupted one, bit for bit, for both apps.
+
+Stage 1 at p = 1 with dropout off is deterministic, so an interrupted run that resumes from its
+checkpoint, and re-reads the data from where it stopped, must end with exactly the tensors (model,
+Adam slots, global_step) of a run that was never interrupted. A resume that restarted the data
+from the first batch, or training from scratch, would not.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_classifier_e2e import make_task_dir
+
+TINY_CONFIG = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 4,
+               "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128,
+               "type_vocab_size": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+               "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02}
+RUN = dict(do_train=True, max_seq_length=64, train_batch_size=8, num_train_steps=6,
+           save_checkpoints_steps=2, suc_layers=2, replacing_rate=1.0, seed=5)
+
+
+class _Stop(Exception):
+  pass
+
+
+def _stop(step):
+  raise _Stop(step)
+
+
+def _train(cfg, task_run, on_checkpoint=None):
+  import run_config  # pylint: disable=g-import-not-at-top
+  import trainer  # pylint: disable=g-import-not-at-top
+  task_run.check_config()
+  bert_config = run_config.check_run_config(cfg)
+  task_run.read_data(run_config.make_tokenizer(cfg))
+  task, path, num_features, _ = task_run.train_inputs()
+  return trainer.train(cfg, bert_config, task, path, num_features, on_checkpoint=on_checkpoint)
+
+
+def _tensors(output_dir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(output_dir))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+def _assert_resume_is_exact(make_cfg, make_task_run, tmp_path):
+  full_dir, resumed_dir = str(tmp_path / "full"), str(tmp_path / "resumed")
+  _train(make_cfg(full_dir), make_task_run(make_cfg(full_dir)))
+  with pytest.raises(_Stop):
+    _train(make_cfg(resumed_dir), make_task_run(make_cfg(resumed_dir)), on_checkpoint=_stop)
+  assert os.path.basename(tf.train.latest_checkpoint(resumed_dir)) == "model.ckpt-2"
+  result = _train(make_cfg(resumed_dir), make_task_run(make_cfg(resumed_dir)))
+  assert result["global_step"] == 6
+  with open(os.path.join(resumed_dir, "train_results.json")) as f:
+    assert json.load(f)["resumed_from_step"] == 2
+  full, resumed = _tensors(full_dir), _tensors(resumed_dir)
+  assert sorted(full) == sorted(resumed)
+  assert any("/suc_layer_" in n and "adam_" not in n for n in full)
+  different = [n for n in full if not np.array_equal(full[n], resumed[n])]
+  assert not different, different[:5]
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path):
+  path = tmp_path / "bert_config.json"
+  path.write_text(json.dumps(TINY_CONFIG))
+  return str(path)
+
+
+def test_classifier_resume_ends_with_the_uninterrupted_weights(shared_data_dir, minilm_dir,
+                                                                tmp_path, tiny_config_file):
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
+
+  def make_cfg(output_dir):
+    return run_config.RunConfig.from_defaults(
+        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir,
+        bert_config_file=tiny_config_file, vocab_file=os.path.join(minilm_dir, "vocab.txt"),
+        output_dir=output_dir, **RUN)
+
+  _assert_resume_is_exact(make_cfg, classifier_task.ClassifierRun, tmp_path)
+
+
+def test_ner_resume_ends_with_the_uninterrupted_weights(shared_data_dir, minilm_dir, tmp_path,
+                                                         tiny_config_file):
+  import ner_mrc_task  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  import run_ner_mrc  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / "conll"
+  data_dir.mkdir()
+  with open(os.path.join(shared_data_dir, "conll2003", "train.txt"), encoding="utf-8") as f:
+    blocks = f.read().split("\n\n")
+  (data_dir / "train.txt").write_text("\n\n".join(blocks[:30]) + "\n", encoding="utf-8")
+
+  def make_cfg(output_dir):
+    return run_config.RunConfig.from_defaults(
+        run_ner_mrc.FLAGS, data_dir=str(data_dir), bert_config_file=tiny_config_file,
+        vocab_file=os.path.join(minilm_dir, "vocab.txt"), output_dir=output_dir, **RUN)
+
+  _assert_resume_is_exact(make_cfg, ner_mrc_task.NerMrcRun, tmp_path)
