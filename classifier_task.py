@@ -170,6 +170,10 @@ class DataProcessor(object):
     """Gets the list of labels for this data set (["0"] placeholder for regression)."""
     raise NotImplementedError()
 
+  def has_text_pairs(self):
+    """Whether an example is a pair of texts (text_a, text_b)."""
+    return self._labeled_format("train").text_b_column is not None
+
   # -- File formats (overridden by subclasses) ------------------------------------------------
 
   def _labeled_format(self, set_type):
@@ -564,6 +568,9 @@ class LcqmcProcessor(DataProcessor):
 
   def get_labels(self):
     return ["0", "1"]
+
+  def has_text_pairs(self):
+    return True
 
   def _read_split(self, data_dir, split):
     tsv_path = os.path.join(data_dir, "%s.tsv" % split)
@@ -1171,6 +1178,10 @@ def feature_cache(cfg, name, examples, processor, tokenizer, sort_by_length):
                                         task.float_keys, sort_by_length=sort_by_length)
 
 
+# Written into every export (see ClassifierRun.export_files).
+EXPORT_TASK_FILE = "classifier_task.json"
+
+
 class ClassifierRun(object):
   """The classification task's part of a run (the methods runner.run calls)."""
 
@@ -1237,4 +1248,10 @@ class ClassifierRun(object):
     return make_task(self.processor, [])
 
   def export_files(self):
-    return {}
+    """classifier_task.json: what predict.py needs to turn text into features and labels."""
+    cfg = self.cfg
+    task = {"task_name": cfg.task_name, "labels": self.processor.get_labels(),
+            "is_regression": self.processor.is_regression,
+            "text_pairs": self.processor.has_text_pairs(), "max_seq_length": cfg.max_seq_length,
+            "do_lower_case": cfg.do_lower_case}
+    return {EXPORT_TASK_FILE: json.dumps(task, indent=1) + "\n"}

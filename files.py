@@ -77,16 +77,21 @@ def remove_quietly(path):
     pass
 
 
-def atomic_write_text(path, text):
-  """Writes `text` (UTF-8) to `path` through a temporary file and a rename."""
+def atomic_write_bytes(path, data):
+  """Writes `data` to `path` through a temporary file and a rename."""
   tmp = "%s.tmp-%d" % (path, os.getpid())
   try:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
+    with open(tmp, "wb") as f:
+      f.write(data)
     os.replace(tmp, path)
   except BaseException:
     remove_quietly(tmp)  # e.g. a full disk: no half-written file is left behind
     raise
+
+
+def atomic_write_text(path, text):
+  """Writes `text` (UTF-8) to `path` through a temporary file and a rename."""
+  atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def make_temp_dir_beside(target_dir):

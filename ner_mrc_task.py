@@ -88,6 +88,10 @@ DEFAULT_QUERY_FILES = {
     "chars_tags_lines": os.path.join("configs", "ner_queries_msra.json"),
 }
 
+# Written into every export (see NerMrcRun.export_files): the settings and the query map.
+EXPORT_TASK_FILE = "ner_task.json"
+EXPORT_QUERIES_FILE = "ner_queries.json"
+
 # Outputs of the head (and of the SavedModel): per-position sigmoid probabilities [B, T].
 OUTPUT_KEYS = ("start_probs", "end_probs")
 
@@ -1250,5 +1254,5 @@ class NerMrcRun(object):
                 "do_lower_case": cfg.do_lower_case, "serving_outputs": list(OUTPUT_KEYS)}
     with open(cfg.query_file, encoding="utf-8") as f:
       queries_text = f.read()
-    return {"ner_queries.json": queries_text,
-            "ner_task.json": json.dumps(ner_task, ensure_ascii=False, indent=1) + "\n"}
+    return {EXPORT_QUERIES_FILE: queries_text,
+            EXPORT_TASK_FILE: json.dumps(ner_task, ensure_ascii=False, indent=1) + "\n"}

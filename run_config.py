@@ -68,6 +68,8 @@ def _define_run_flags():
   f.DEFINE_bool("do_predict", False, "Predict on the test set (the successor-only graph).")
   f.DEFINE_bool("do_export", False, "Export the successor as a plain n-layer BERT + SavedModel.")
   f.DEFINE_string("export_dir", None, "Export directory (default: <output_dir>/export).")
+  f.DEFINE_bool("export_tflite", False, "--do_export: also write model.tflite (float32) and "
+                "model_int8.tflite (dynamic-range int8) with the SavedModel's signature.")
   f.DEFINE_integer("eval_batch_size", 64, "Batch size for evaluation.")
   f.DEFINE_integer("predict_batch_size", 64, "Batch size for prediction.")
   f.DEFINE_integer("max_eval_examples", 0, "If > 0, evaluate on the first N examples only.")

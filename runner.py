@@ -68,7 +68,8 @@ def run(cfg, task_run):
     results["predict"] = task_run.write_predictions(feature_set, rows, checkpoint, seconds)
   if cfg.do_export:
     results["export"] = export.export_model(cfg, bert_config, task_run.export_task(), checkpoint,
-                                            cfg.export_dir, task_run.export_files())
+                                            cfg.export_dir, task_run.export_files(),
+                                            tflite=cfg.export_tflite)
   return results
 
 
