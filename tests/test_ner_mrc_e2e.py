@@ -24,6 +24,8 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import skip_or_fail
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO_ROOT, "run_ner_mrc.py")
 
@@ -113,7 +115,8 @@ def _chain(name, root, vocab_file, config_file):
                                                                             "best"))], log)
   _run_cli(common + ["--output_dir=" + dirs["stage2"], "--do_train", "--suc_layers=2",
                      "--finetune_suc", "--init_checkpoint=" + _latest_checkpoint(dirs["stage1"]),
-                     "--do_eval", "--do_predict", "--do_export", "--write_probabilities"], log)
+                     "--do_eval", "--do_predict", "--do_export", "--export_tflite",
+                     "--write_probabilities"], log)
   return dirs
 
 
@@ -132,7 +135,7 @@ def runs(shared_data_dir, minilm_dir, tmp_path_factory):
     for target, (source, first, count) in files.items():
       src = os.path.join(shared_data_dir, src_dir, source)
       if not os.path.isfile(src):
-        pytest.skip("%s not found" % src)
+        skip_or_fail("%s not found" % src)
       _write_slice(src, os.path.join(root, "data", target), first, count)
     prepared[name] = root
 
@@ -247,15 +250,8 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
     assert os.path.isfile(os.path.join(export_dir, extra)), extra
 
   data = np.load(os.path.join(run["stage2"], "test_probabilities.npz"))
-  lengths = data["lengths"]
-  offsets = np.concatenate([[0], np.cumsum(lengths)])
-  n, width = len(lengths), int(lengths.max())
-  feed = {k: np.zeros((n, width), np.int32) for k in ("input_ids", "input_mask", "segment_ids")}
-  for i in range(n):
-    a, b = offsets[i], offsets[i + 1]
-    feed["input_ids"][i, :lengths[i]] = data["input_ids"][a:b]
-    feed["segment_ids"][i, :lengths[i]] = data["segment_ids"][a:b]
-    feed["input_mask"][i, :lengths[i]] = 1
+  feed, lengths = _npz_feed(data)
+  n = len(lengths)
   sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
   try:
     out = predict(feed)
@@ -265,6 +261,94 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
   for key in ("start_probs", "end_probs"):
     served = np.concatenate([out[key][i, :lengths[i]] for i in range(n)])
     np.testing.assert_allclose(served, data[key], atol=1e-5, rtol=0)
+
+
+def _npz_feed(data):
+  """The SavedModel inputs of every feature in a test_probabilities.npz, padded; and lengths."""
+  lengths = data["lengths"]
+  offsets = np.concatenate([[0], np.cumsum(lengths)])
+  n, width = len(lengths), int(lengths.max())
+  feed = {k: np.zeros((n, width), np.int32) for k in ("input_ids", "input_mask", "segment_ids")}
+  for i in range(n):
+    a, b = offsets[i], offsets[i + 1]
+    feed["input_ids"][i, :lengths[i]] = data["input_ids"][a:b]
+    feed["segment_ids"][i, :lengths[i]] = data["segment_ids"][a:b]
+    feed["input_mask"][i, :lengths[i]] = 1
+  return feed, lengths
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_tflite_and_the_ner_predictor_match_run_ner_mrc(runs, name, tmp_path):
+  import serving  # pylint: disable=g-import-not-at-top
+  run = _ok(runs, name)
+  export_dir = os.path.join(run["stage2"], "export")
+  data = np.load(os.path.join(run["stage2"], "test_probabilities.npz"))
+  feed, lengths = _npz_feed(data)
+  out = serving.TFLiteRunner(os.path.join(export_dir, "model.tflite"))(feed)
+  for key in ("start_probs", "end_probs"):
+    served = np.concatenate([out[key][i, :n] for i, n in enumerate(lengths)])
+    np.testing.assert_allclose(served, data[key], atol=1e-5, rtol=0)
+  # The predictor, on the test sentences as plain text, finds the entities run_ner_mrc.py wrote.
+  with open(os.path.join(run["stage2"], "test_predictions.json"), encoding="utf-8") as f:
+    records = json.load(f)
+  joiner = " " if name == "conll2003" else ""
+  texts = [joiner.join(r["tokens"]) for r in records]
+  for backend in ("saved_model", "tflite"):
+    predictor = serving.Predictor(export_dir, backend=backend)
+    got = predictor.predict(texts)
+    predictor.close()
+    assert [g["tokens"] for g in got] == [r["tokens"] for r in records]
+    assert [g["entities"] for g in got] == [r["entities"] for r in records], backend
+  # The tiny model finds few entities at its 0.5 threshold: at one its probabilities cross more
+  # often, the predictor's spans equal run_ner_mrc.py's decoding of its own probabilities.
+  threshold, expected = _decode_probabilities(export_dir, records, data, lengths)
+  assert sum(len(spans) for spans in expected) >= 3
+  low = _export_with_threshold(export_dir, threshold, str(tmp_path / "low"))
+  got = serving.Predictor(low, backend="tflite").predict(texts)
+  assert [[(e["type"], e["start"], e["end"]) for e in g["entities"]] for g in got] == expected
+
+
+def _decode_probabilities(export_dir, records, data, lengths):
+  """run_ner_mrc.py's span decoding of its test_probabilities.npz at a lower threshold.
+
+  Returns (the threshold: the 80th percentile over words of min(start, end) probability, the
+  spans per sentence).
+  """
+  import ner_mrc_task  # pylint: disable=g-import-not-at-top
+  import tokenization  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(export_dir, ner_mrc_task.EXPORT_TASK_FILE)) as f:
+    task = json.load(f)
+  queries = ner_mrc_task.load_queries(os.path.join(export_dir, ner_mrc_task.EXPORT_QUERIES_FILE))
+  tokenizer = tokenization.FullTokenizer(os.path.join(export_dir, "vocab.txt"), True)
+  sentences = [ner_mrc_task.NerSentence(r["tokens"], ["O"] * len(r["tokens"]), i)
+               for i, r in enumerate(records)]
+  _, metas = ner_mrc_task.convert_sentences_to_features(
+      sentences, queries, tokenizer, task["max_seq_length"], task["doc_stride"])
+  assert len(metas) == len(lengths)
+  offsets = np.concatenate([[0], np.cumsum(lengths)])
+  split = {k: [data[k][offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+           for k in ("start_probs", "end_probs")}
+  words = ner_mrc_task.word_level_probs(metas, split["start_probs"], split["end_probs"],
+                                        len(sentences))
+  threshold = float(np.percentile(np.concatenate(
+      [np.minimum(start, end) for per_type in words for start, end in per_type.values()]), 80))
+  tags = ner_mrc_task.decode_sentence_predictions(
+      sentences, metas, split["start_probs"], split["end_probs"], threshold=threshold,
+      max_span_length=task["max_span_length"] or None, entity_types=list(queries))
+  return threshold, [list(ner_mrc_task.bio_to_spans(t)) for t in tags]
+
+
+def _export_with_threshold(export_dir, threshold, target):
+  """A copy of the export whose ner_task.json has another span_threshold."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(export_dir, target)
+  path = os.path.join(target, "ner_task.json")
+  with open(path) as f:
+    task = json.load(f)
+  task["span_threshold"] = threshold
+  with open(path, "w") as f:
+    json.dump(task, f)
+  return target
 
 
 # ------------------------------------------------------------------------------------------
