@@ -5,8 +5,8 @@ Steps (each one the real `run_classifier.py` command line, with the flagfiles in
   2. fine-tune the predecessor (6 layers) on SST-2, evaluate, export it;
   3. stage 1: replace modules 6 -> 3 at a constant rate 0.5;
   4. stage 2: fine-tune the 3-layer successor alone, evaluate, export it;
-  5. print predecessor vs successor: dev accuracy, parameters, checkpoint size, and batch-1 /
-     batch-32 latency of the exported SavedModels at sequence length 128.
+  5. print predecessor vs successor (and the successor's int8 TFLite file): dev accuracy,
+     parameters, file size, and batch-1 / batch-32 latency at sequence length 128.
 
 A finished step is not run again (each run resumes or returns at once), so an interrupted demo
 continues where it stopped. By default it trains on the first 8,000 SST-2 training examples so
@@ -98,32 +98,85 @@ def checkpoint_megabytes(export_dir):
   return sum(os.path.getsize(f) for f in files) / 1e6
 
 
-def latencies_ms(saved_model_dirs, batch_size, seq_length, iters):
-  """Median milliseconds per batch of each SavedModel at [batch_size, seq_length].
+def latencies_ms(runners, batch_size, seq_length, iters):
+  """Median milliseconds per batch of each runner (serving.make_runner) at [batch_size, seq_length].
 
   The models are loaded together, warmed up, then called in alternation (one call of each per
   round), so that background load and CPU clock changes hit them alike and the ratio of two
   medians is a fair speedup.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import export  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   feed = {"input_ids": rng.randint(1000, 30000, size=(batch_size, seq_length)).astype(np.int32),
           "input_mask": np.ones((batch_size, seq_length), np.int32),
           "segment_ids": np.zeros((batch_size, seq_length), np.int32)}
-  predictors = [export.load_saved_model_predictor(d) for d in saved_model_dirs]
-  for _, predict in predictors:
+  for run in runners:
     for _ in range(5):  # graph optimisation and oneDNN kernel set-up happen on the first calls
-      predict(feed)
-  times = [[] for _ in predictors]
+      run(feed)
+  times = [[] for _ in runners]
   for _ in range(iters):
-    for i, (_, predict) in enumerate(predictors):
+    for i, run in enumerate(runners):
       start = time.perf_counter()
-      predict(feed)
+      run(feed)
       times[i].append(time.perf_counter() - start)
-  for sess, _ in predictors:
-    sess.close()
   return [1000.0 * float(np.median(t)) for t in times]
+
+
+def int8_dev_accuracy(export_dir, sst2_dir):
+  """SST-2 dev accuracy of the export's model_int8.tflite, through predict.py's Predictor."""
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import serving  # pylint: disable=g-import-not-at-top
+  examples = classifier_task.get_processor("sst-2").get_dev_examples(sst2_dir)
+  predictor = serving.Predictor(export_dir, backend="tflite_int8")
+  labels = []
+  for start in range(0, len(examples), 32):
+    labels += [p["label"] for p in predictor.predict([e.text_a for e in
+                                                      examples[start:start + 32]])]
+  return sum(l == e.label for l, e in zip(labels, examples)) / float(len(examples))
+
+
+def comparison_rows(args, runs, sst2_dir):
+  """Predecessor, successor and the successor's int8 TFLite file: accuracy, size, latency."""
+  import serving  # pylint: disable=g-import-not-at-top
+  models = [(name, os.path.join(run_dir, "export"), "saved_model") for name, run_dir in runs]
+  models.append(("successor, int8 TFLite", os.path.join(runs[1][1], "export"), "tflite_int8"))
+  runners = [serving.make_runner(export_dir, backend) for _, export_dir, backend in models]
+  latency_b1 = latencies_ms(runners, 1, 128, args.latency_iters)
+  latency_b32 = latencies_ms(runners, 32, 128, max(3, args.latency_iters // 3))
+  for runner in runners:
+    runner.close()
+  rows = []
+  for i, (name, export_dir, backend) in enumerate(models):
+    int8 = backend == "tflite_int8"
+    rows.append({
+        "model": name,
+        "dev_accuracy": (int8_dev_accuracy(export_dir, sst2_dir) if int8 else read_json(
+            os.path.join(os.path.dirname(export_dir), "eval_results.json"))["accuracy"]),
+        "parameters": read_json(os.path.join(export_dir, "export_info.json"))["parameters"],
+        "file_mb": (os.path.getsize(os.path.join(export_dir, "model_int8.tflite")) / 1e6
+                    if int8 else checkpoint_megabytes(export_dir)),
+        "latency_b1_ms": latency_b1[i],
+        "latency_b32_ms": latency_b32[i],
+    })
+  return rows
+
+
+def print_table(args, rows, summary, s2_dir):
+  print("\nSST-2 dev (872 sentences); latency at sequence length 128 through the exported "
+        "SavedModel (the int8 row: its TFLite file), median of %d (batch 1) / %d (batch 32) "
+        "alternating calls\n" % (args.latency_iters, max(3, args.latency_iters // 3)))
+  header = "%-24s %10s %12s %10s %13s %14s" % ("model", "dev acc", "parameters", "file MB",
+                                                "batch-1 ms", "batch-32 ms")
+  print(header)
+  print("-" * len(header))
+  for r in rows:
+    print("%-24s %10.4f %12d %10.1f %13.1f %14.1f" % (
+        r["model"], r["dev_accuracy"], r["parameters"], r["file_mb"], r["latency_b1_ms"],
+        r["latency_b32_ms"]))
+  print("\nretention %.1f%% | speedup batch-1 %.2fx, batch-32 %.2fx | total %.0fs" % (
+      100 * summary["retention"], summary["speedup_b1"], summary["speedup_b32"],
+      summary["total_seconds"]))
+  print("exported successor: %s" % os.path.join(s2_dir, "export"))
 
 
 def main():
@@ -164,24 +217,12 @@ def main():
   timings["stage2"] = run_step("stage2", [
       "--flagfile=configs/sst2_stage2.flags", "--output_dir=" + s2_dir,
       "--init_checkpoint=" + s1_ckpt, "--num_train_epochs=%g" % args.stage2_epochs,
-      "--do_train", "--do_eval", "--do_export"] + common + verbose, args.output_dir)
+      "--do_train", "--do_eval", "--do_export", "--export_tflite"] + common + verbose,
+      args.output_dir)
 
   runs = (("predecessor (6 layers)", pred_dir), ("successor (3 layers)", s2_dir))
-  saved_models = [os.path.join(run_dir, "export", "saved_model") for _, run_dir in runs]
-  latency_b1 = latencies_ms(saved_models, 1, 128, args.latency_iters)
-  latency_b32 = latencies_ms(saved_models, 32, 128, max(3, args.latency_iters // 3))
-  rows = []
-  for i, (name, run_dir) in enumerate(runs):
-    export_dir = os.path.join(run_dir, "export")
-    rows.append({
-        "model": name,
-        "dev_accuracy": read_json(os.path.join(run_dir, "eval_results.json"))["accuracy"],
-        "parameters": read_json(os.path.join(export_dir, "export_info.json"))["parameters"],
-        "checkpoint_mb": checkpoint_megabytes(export_dir),
-        "latency_b1_ms": latency_b1[i],
-        "latency_b32_ms": latency_b32[i],
-    })
-  pred, suc = rows
+  rows = comparison_rows(args, runs, sst2)
+  pred, suc = rows[0], rows[1]
   summary = {"rows": rows, "retention": suc["dev_accuracy"] / pred["dev_accuracy"],
              "speedup_b1": pred["latency_b1_ms"] / suc["latency_b1_ms"],
              "speedup_b32": pred["latency_b32_ms"] / suc["latency_b32_ms"],
@@ -189,22 +230,7 @@ def main():
              "train_examples": args.train_examples}
   with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
-
-  print("\nSST-2 dev (872 sentences); latency at sequence length 128 through the exported "
-        "SavedModel, median of %d (batch 1) / %d (batch 32) alternating calls\n"
-        % (args.latency_iters, max(3, args.latency_iters // 3)))
-  header = "%-24s %10s %12s %10s %13s %14s" % ("model", "dev acc", "parameters", "ckpt MB",
-                                                "batch-1 ms", "batch-32 ms")
-  print(header)
-  print("-" * len(header))
-  for r in rows:
-    print("%-24s %10.4f %12d %10.1f %13.1f %14.1f" % (
-        r["model"], r["dev_accuracy"], r["parameters"], r["checkpoint_mb"], r["latency_b1_ms"],
-        r["latency_b32_ms"]))
-  print("\nretention %.1f%% | speedup batch-1 %.2fx, batch-32 %.2fx | total %.0fs" % (
-      100 * summary["retention"], summary["speedup_b1"], summary["speedup_b32"],
-      summary["total_seconds"]))
-  print("exported successor: %s" % os.path.join(s2_dir, "export"))
+  print_table(args, rows, summary, s2_dir)
 
 
 if __name__ == "__main__":
