@@ -1103,7 +1103,8 @@ def create_classifier_head(pooled_output, num_labels, is_regression, labels=None
 
   Returns:
     (loss scalar or None without labels, outputs): classification {"probabilities": [B, C],
-    "predictions": int32 [B]}; regression {"predictions": [B]}.
+    "predictions": int32 [B], "logits": [B, C]}; regression {"predictions": [B], "logits":
+    [B, 1]}.
   """
   hidden_size = pooled_output.shape[-1]
   weights = tf1.get_variable("output_weights", [num_labels, hidden_size],
@@ -1119,9 +1120,9 @@ def create_classifier_head(pooled_output, num_labels, is_regression, labels=None
     loss = None
     if labels is not None:
       loss = tf.reduce_mean(tf.square(predictions - labels))
-    return loss, {"predictions": predictions}
+    return loss, {"predictions": predictions, "logits": logits}
   outputs = {"probabilities": tf.nn.softmax(logits, axis=-1),
-             "predictions": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+             "predictions": tf.argmax(logits, axis=-1, output_type=tf.int32), "logits": logits}
   loss = None
   if labels is not None:
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
@@ -1159,7 +1160,13 @@ def make_task(processor, examples):
           [] if processor.is_regression else ["label_ids"]),
       float_keys=["label_values"] if processor.is_regression else [],
       index_key="example_index", build_head=build_head, evaluate=evaluate,
-      serving_outputs=dict, head_variable_regex=r"^output_(weights|bias)$")
+      serving_outputs=serving_outputs, head_variable_regex=r"^output_(weights|bias)$",
+      soft_label_kind="regression" if processor.is_regression else "softmax")
+
+
+def serving_outputs(outputs):
+  """The SavedModel's outputs: probabilities and predictions (regression: predictions)."""
+  return {k: v for k, v in outputs.items() if k != "logits"}
 
 
 def feature_cache(cfg, name, examples, processor, tokenizer, sort_by_length):

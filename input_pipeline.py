@@ -35,22 +35,31 @@ def cache_key(parts):
   return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def write_feature_tfrecord(path, features, int_keys, float_keys=()):
-  """Writes feature dicts (variable-length lists) to a TFRecord file via a temporary name."""
+def write_records(path, records):
+  """Writes serialized records (an iterable of bytes) to a TFRecord file via a temporary name."""
   tmp = "%s.tmp-%d" % (path, os.getpid())
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
-      for feature in features:
-        out = collections.OrderedDict()
-        for key in int_keys:
-          out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
-        for key in float_keys:
-          out[key] = tf.train.Feature(float_list=tf.train.FloatList(value=list(feature[key])))
-        writer.write(tf.train.Example(features=tf.train.Features(feature=out)).SerializeToString())
+      for record in records:
+        writer.write(record)
     os.replace(tmp, path)
   except BaseException:
     files.remove_quietly(tmp)
     raise
+
+
+def _serialize(feature, int_keys, float_keys):
+  out = collections.OrderedDict()
+  for key in int_keys:
+    out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
+  for key in float_keys:
+    out[key] = tf.train.Feature(float_list=tf.train.FloatList(value=list(feature[key])))
+  return tf.train.Example(features=tf.train.Features(feature=out)).SerializeToString()
+
+
+def write_feature_tfrecord(path, features, int_keys, float_keys=()):
+  """Writes feature dicts (variable-length lists) to a TFRecord file via a temporary name."""
+  write_records(path, (_serialize(f, int_keys, float_keys) for f in features))
 
 
 def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(),

@@ -1077,7 +1077,8 @@ def make_task(cfg, sentences, metas, entity_types):
         start_labels=features.get("start_labels"), end_labels=features.get("end_labels"),
         loss_type=cfg.loss, focal_gamma=cfg.focal_gamma,
         dropout_prob=model.config.hidden_dropout_prob if is_training else 0.0)
-    outputs = {"start_probs": tf.sigmoid(start_logits), "end_probs": tf.sigmoid(end_logits)}
+    outputs = {"start_probs": tf.sigmoid(start_logits), "end_probs": tf.sigmoid(end_logits),
+               "start_logits": start_logits, "end_logits": end_logits}
     return loss, outputs
 
   def evaluate(rows):
@@ -1092,7 +1093,8 @@ def make_task(cfg, sentences, metas, entity_types):
   return task_spec.TaskSpec(
       int_keys=int_keys, float_keys=[], index_key="feature_index", build_head=build_head,
       evaluate=evaluate, serving_outputs=serving_outputs, head_variable_regex=r"^mrc/",
-      sequence_output_keys=OUTPUT_KEYS)
+      sequence_output_keys=OUTPUT_KEYS + ("start_logits", "end_logits"),
+      soft_label_kind="pointers")
 
 
 def feature_cache(cfg, name, sentences, queries, tokenizer, sort_by_length, with_metas):

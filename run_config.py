@@ -42,6 +42,7 @@ def define_common_flags():
   _define_run_flags()
   _define_training_flags()
   _define_theseus_flags()
+  _define_distillation_flags()
   _define_tpu_flags()
 
 
@@ -117,6 +118,21 @@ def _define_theseus_flags():
                 "group_last = j*r + r - 1.")
   f.DEFINE_list("stage1_also_train", [], "Stage 1: also train these groups: " +
                 ", ".join(optimization.STAGE1_EXTRA_SCOPES))
+
+
+def _define_distillation_flags():
+  """## Other parameters: knowledge distillation (distillation.py), in any stage."""
+  f = flags
+  f.DEFINE_float("kd_alpha", 0.0, "Weight of the soft-label loss: (1 - a) * hard + a * soft "
+                 "(0: none). Soft labels are the teacher's logits, computed once and cached.")
+  f.DEFINE_float("kd_temperature", 1.0, "Temperature of the soft labels (the loss is scaled by "
+                 "T^2).")
+  f.DEFINE_float("kd_hidden_weight", 0.0, "Weight of the MSE between student layer j and the "
+                 "teacher's last layer of group j (0: none; runs the teacher every step).")
+  f.DEFINE_bool("kd_embeddings", False, "Hidden matching also matches the embedding outputs.")
+  f.DEFINE_string("teacher_checkpoint", None, "The teacher (default: --init_checkpoint).")
+  f.DEFINE_string("teacher_bert_config_file", None, "The teacher's bert_config.json (default: "
+                  "--bert_config_file).")
 
 
 def _define_tpu_flags():

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import checkpoints
 import cli
+import distillation
 import evaluation
 import export
 import run_config
@@ -38,6 +39,7 @@ def run(cfg, task_run):
   """Train / evaluate / predict / export as cfg says. Returns a dict of results."""
   task_run.check_config()
   bert_config = run_config.check_run_config(cfg)
+  distillation.check_config(cfg, bert_config)
   task_run.read_data(run_config.make_tokenizer(cfg))
   results = {}
   if cfg.do_train:

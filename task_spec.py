@@ -36,10 +36,13 @@ class TaskSpec(object):
       and segment_ids (export, serving): the loss is then None.
     serving_outputs: callable(outputs) -> dict of the SavedModel's outputs.
     evaluate: callable(outputs_by_index: list of dicts) -> dict of metrics with "main_metric".
+    soft_label_kind: how distillation.py turns the head's logits into soft labels: "softmax"
+      (outputs "logits" [B, C]), "regression" ("logits" [B, 1]) or "pointers" ("start_logits",
+      "end_logits" [B, T], masked by the "context_mask" feature).
   """
 
   def __init__(self, int_keys, float_keys, index_key, build_head, evaluate, serving_outputs,
-               head_variable_regex, sequence_output_keys=()):
+               head_variable_regex, sequence_output_keys=(), soft_label_kind=None):
     self.int_keys = list(int_keys)
     self.float_keys = list(float_keys)
     self.index_key = index_key
@@ -48,6 +51,7 @@ class TaskSpec(object):
     self.serving_outputs = serving_outputs
     self.head_variable_regex = head_variable_regex
     self.sequence_output_keys = tuple(sequence_output_keys)
+    self.soft_label_kind = soft_label_kind
 
 
 def build_model(bert_config, task, features, is_training, suc_layers=0, finetune_suc=False,

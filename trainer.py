@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
+import distillation
 from errors import InputDataError
 from errors import TrainingError
 from errors import short_error
@@ -77,6 +78,10 @@ def train(cfg, bert_config, task, train_path, num_train_examples, eval_path=None
   if plan.resumed_step >= plan.num_train_steps and not missed_eval:
     logging.info("  already trained: %s is at step %d", plan.latest, plan.resumed_step)
     return {"global_step": plan.resumed_step, "resumed": True}
+  if distillation.soft_labels_on(cfg) or distillation.hidden_matching_on(cfg):
+    logging.info(distillation.describe(cfg))
+  if distillation.soft_labels_on(cfg):
+    train_path = distillation.teacher_logits_cache(cfg, bert_config, task, train_path)
   g = build_train_graph(cfg, bert_config, task, train_path, plan)
   keeper = CheckpointKeeper(cfg, bert_config, task, eval_path, g, write_graph=not plan.latest)
   sess = tf1.Session(graph=g.graph, config=run_config.session_config(cfg))
@@ -166,8 +171,8 @@ def build_train_graph(cfg, bert_config, task, train_path, plan):
   with graph.as_default():
     tf1.set_random_seed(cfg.seed)
     dataset = input_pipeline.make_dataset(
-        train_path, task.int_keys, task.float_keys, cfg.train_batch_size, is_training=True,
-        seed=cfg.seed, skip_batches=plan.resumed_step * plan.accumulation)
+        train_path, task.int_keys, distillation.train_float_keys(cfg, task), cfg.train_batch_size,
+        is_training=True, seed=cfg.seed, skip_batches=plan.resumed_step * plan.accumulation)
     features = tf1.data.make_one_shot_iterator(dataset).get_next()
     global_step = tf1.train.get_or_create_global_step()
     replace_rate = None
@@ -175,12 +180,18 @@ def build_train_graph(cfg, bert_config, task, train_path, plan):
       replace_rate = modeling.get_replace_rate(
           global_step, cfg.scheduler_type, cfg.replacing_rate, cfg.scheduler_linear_k,
           cfg.steps_for_replacing)
-    model, loss, _ = task_spec.build_model(bert_config, task, features, True, cfg.suc_layers,
-                                           cfg.finetune_suc, replace_rate)
+    model, hard_loss, outputs = task_spec.build_model(bert_config, task, features, True,
+                                                      cfg.suc_layers, cfg.finetune_suc,
+                                                      replace_rate)
+    loss, loss_terms = distillation.student_loss(cfg, task, model, hard_loss, outputs, features,
+                                                 bert_config)
     ops = _create_optimizer(cfg, loss, plan)
     rate = replace_rate if replace_rate is not None else tf.constant(
         0.0 if cfg.suc_layers == 0 else 1.0)
     tf1.summary.scalar("loss", loss)
+    if len(loss_terms) > 1:  # TensorBoard shows each distillation term too
+      for name, term in sorted(loss_terms.items()):
+        tf1.summary.scalar("loss/" + name, term)
     tf1.summary.scalar("learning_rate", ops.learning_rate)
     tf1.summary.scalar("replace_rate", rate)
     replaced = (tf.reduce_mean(tf.cast(model.replaced_modules, tf.float32))
@@ -190,6 +201,8 @@ def build_train_graph(cfg, bert_config, task, train_path, plan):
                "examples": tf.shape(features["input_ids"])[0], "replaced": replaced}
     if not plan.latest and cfg.init_checkpoint:
       _init_from_checkpoint(cfg)
+    if distillation.hidden_matching_on(cfg):
+      distillation.init_teacher(cfg)  # every start: the teacher is not in the run's checkpoints
     logging.info("  parameters: %d trained of %d in the graph",
                  modeling.count_parameters(ops.train_vars),
                  modeling.count_parameters(tf1.trainable_variables()))
@@ -197,7 +210,9 @@ def build_train_graph(cfg, bert_config, task, train_path, plan):
         graph=graph, fetches=fetches, summary_op=tf1.summary.merge_all(), global_step=global_step,
         # Functions of global_step only: the values a resumed run must end with too.
         final={"step": global_step, "lr": ops.learning_rate, "rate": rate},
-        saver=tf1.train.Saver(tf1.global_variables(), max_to_keep=cfg.keep_checkpoint_max),
+        saver=tf1.train.Saver([v for v in tf1.global_variables()
+                               if not distillation.is_teacher_variable(v)],
+                              max_to_keep=cfg.keep_checkpoint_max),
         # Checked before each save: a checkpoint on disk never holds NaN / Inf weights.
         weights_finite=tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
                                       for v in tf1.trainable_variables()]),
