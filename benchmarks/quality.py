@@ -6,7 +6,10 @@ For each task and seed, with the embedded all-MiniLM-L6-v2 as the pretrained sta
   theseus_linear   stage 1 with a linear schedule that reaches p = 1 (one-stage, the official recipe);
   theseus_linear2  theseus_linear + stage 2;
   truncation       the predecessor's first 3 layers (+ embeddings, pooler, head) fine-tuned
-                   directly, with the stage 1 + stage 2 budget in updates.
+                   directly, with the stage 1 + stage 2 budget in updates;
+  theseus_kd       theseus_const with distillation from the predecessor in both stages (soft
+                   labels --kd_alpha at --kd_temperature, hidden matching --kd_hidden_weight);
+  truncation_kd    truncation with the same distillation losses and budget.
 Every run is the real run_classifier.py command line with --evaluate_during_training, so the dev
 metric is recorded at every checkpoint (eval_history.jsonl). The table reports the metric of the
 *final* checkpoint of each method (no selection on dev), mean and sample standard deviation (n - 1)
@@ -44,7 +47,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 TASK_DIRS = {"mrpc": "MRPC", "sst-2": "SST-2", "rte": "RTE"}
-METHODS = ("predecessor", "theseus_const", "theseus_linear", "theseus_linear2", "truncation")
+METHODS = ("predecessor", "theseus_const", "theseus_linear", "theseus_linear2", "truncation",
+           "theseus_kd", "truncation_kd")
 
 
 def build_parser():
@@ -77,6 +81,14 @@ def build_parser():
                  help="ablation: the predecessor layer successor j starts from in both Theseus "
                       "methods (run_classifier.py's flag of the same name): first = layer j, "
                       "group_first = layer 2j, group_last = layer 2j + 1")
+  p.add_argument("--methods", default=",".join(METHODS),
+                 help="comma list of the methods to run (the predecessor always runs)")
+  p.add_argument("--kd_alpha", type=float, default=0.5,
+                 help="theseus_kd / truncation_kd: weight of the teacher's soft labels")
+  p.add_argument("--kd_temperature", type=float, default=2.0,
+                 help="theseus_kd / truncation_kd: soft-label temperature")
+  p.add_argument("--kd_hidden_weight", type=float, default=1.0,
+                 help="theseus_kd / truncation_kd: weight of hidden matching")
   return p
 
 
@@ -149,11 +161,13 @@ def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
 RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
                 "learning_rate", "stage1_learning_rate", "stage2_learning_rate", "batch_size",
                 "max_seq_length", "evals_per_run", "linear_start", "linear_reach_fraction",
-                "stage1_also_train", "suc_init")
+                "stage1_also_train", "suc_init", "kd_alpha", "kd_temperature",
+                "kd_hidden_weight")
 # Settings added after work_dirs were already made: a settings.json without them was made with
 # these values.
 LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first",
-                          "stage1_learning_rate": None}
+                          "stage1_learning_rate": None, "kd_alpha": 0.5, "kd_temperature": 2.0,
+                          "kd_hidden_weight": 1.0}
 
 
 def check_settings(base, args):
@@ -178,78 +192,109 @@ def check_settings(base, args):
     json.dump(settings, f, indent=1, sort_keys=True)
 
 
+class _SeedRun(object):
+  """The runs of one task and seed: every method's command line, each reused once finished."""
+
+  def __init__(self, args, task, seed, model, num_examples):
+    self.args, self.task, self.seed, self.model = args, task, seed, model
+    self.base = os.path.join(args.work_dir, task, "seed%d" % seed)
+    os.makedirs(self.base, exist_ok=True)
+    check_settings(self.base, args)
+    self.data_dir = os.path.join(args.glue_dir, TASK_DIRS[task])
+    self.pred_steps = num_updates(num_examples, args.predecessor_epochs, args.batch_size)
+    self.s1_steps = num_updates(num_examples, args.stage1_epochs, args.batch_size)
+    self.s2_steps = num_updates(num_examples, args.stage2_epochs, args.batch_size)
+    self.linear_k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction *
+                                                    self.s1_steps)
+    self.pred_ckpt = None
+
+  def run(self, name, steps, flags):
+    """Runs run_classifier.py into <base>/<name>; returns its evaluation history."""
+    args = self.args
+    out = os.path.join(self.base, name)
+    run_classifier([
+        "--task_name=" + self.task, "--data_dir=" + self.data_dir,
+        "--vocab_file=" + self.model.vocab_file, "--max_seq_length=%d" % args.max_seq_length,
+        "--train_batch_size=%d" % args.batch_size, "--eval_batch_size=64",
+        "--seed=%d" % self.seed, "--do_train", "--evaluate_during_training",
+        "--num_train_steps=%d" % steps, "--log_every_n_steps=50",
+        "--save_checkpoints_steps=%d" % max(1, steps // args.evals_per_run),
+        "--max_train_examples=%d" % args.max_train_examples, "--output_dir=" + out] + flags,
+                   out + ".log")
+    return read_history(out)
+
+  def final_ckpt(self, name):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.train.latest_checkpoint(os.path.join(self.base, name))
+
+  def kd_flags(self):
+    """The distillation flags of the *_kd methods: the predecessor teaches."""
+    a = self.args
+    return ["--kd_alpha=%g" % a.kd_alpha, "--kd_temperature=%g" % a.kd_temperature,
+            "--kd_hidden_weight=%g" % a.kd_hidden_weight,
+            "--teacher_checkpoint=" + self.pred_ckpt,
+            "--teacher_bert_config_file=" + self.model.bert_config_file]
+
+  def theseus(self, method, stage1_flags, kd=False):
+    """Stage 1 (6 -> 3) from the predecessor, then stage 2: (stage-1 history, stage-2 history)."""
+    a = self.args
+    extra = self.kd_flags() if kd else []
+    s1_rate = a.learning_rate if a.stage1_learning_rate is None else a.stage1_learning_rate
+    config = "--bert_config_file=" + self.model.bert_config_file
+    s1 = self.run(method + "_stage1", self.s1_steps, stage1_flags + extra + [
+        config, "--init_checkpoint=" + self.pred_ckpt, "--suc_layers=3",
+        "--learning_rate=%g" % s1_rate, "--stage1_also_train=" + a.stage1_also_train,
+        "--suc_init=" + a.suc_init])
+    s2 = self.run(method + "_stage2", self.s2_steps, extra + [
+        config, "--init_checkpoint=" + self.final_ckpt(method + "_stage1"), "--suc_layers=3",
+        "--finetune_suc", "--learning_rate=%g" % a.stage2_learning_rate])
+    return s1, s2
+
+  def truncation(self, name, kd=False):
+    """The predecessor's first 3 layers fine-tuned with the stage 1 + stage 2 budget."""
+    ckpt, config = truncate_checkpoint(self.pred_ckpt, self.model.bert_config_file, 3,
+                                       os.path.join(self.base, "truncated_init"))
+    return self.run(name, self.s1_steps + self.s2_steps, (self.kd_flags() if kd else []) + [
+        "--bert_config_file=" + config, "--init_checkpoint=" + ckpt,
+        "--learning_rate=%g" % self.args.learning_rate])
+
+
 def run_task_seed(args, task, seed, model, num_examples):
-  """Runs every method for one task and seed; returns ({method: history}, main_metric, schedule).
+  """Runs the chosen methods for one task and seed; returns ({method: history}, main_metric,
+  schedule).
 
   A two-stage method's history is the stage-1 evaluations followed by the stage-2 ones (whose
   steps start again from 0).
   """
   import classifier_task  # pylint: disable=g-import-not-at-top
-  main_metric = classifier_task.get_processor(task).main_metric
-  base = os.path.join(args.work_dir, task, "seed%d" % seed)
-  os.makedirs(base, exist_ok=True)
-  check_settings(base, args)
-  data_dir = os.path.join(args.glue_dir, TASK_DIRS[task])
-  pred_steps = num_updates(num_examples, args.predecessor_epochs, args.batch_size)
-  s1_steps = num_updates(num_examples, args.stage1_epochs, args.batch_size)
-  s2_steps = num_updates(num_examples, args.stage2_epochs, args.batch_size)
-
-  def common(steps):
-    return ["--task_name=" + task, "--data_dir=" + data_dir, "--vocab_file=" + model.vocab_file,
-            "--max_seq_length=%d" % args.max_seq_length,
-            "--train_batch_size=%d" % args.batch_size, "--eval_batch_size=64",
-            "--seed=%d" % seed, "--do_train", "--evaluate_during_training",
-            "--num_train_steps=%d" % steps, "--log_every_n_steps=50",
-            "--save_checkpoints_steps=%d" % max(1, steps // args.evals_per_run),
-            "--max_train_examples=%d" % args.max_train_examples]
-
-  def final_ckpt(run_dir):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.train.latest_checkpoint(run_dir)
-
-  runs = {}
+  methods = set(args.methods.split(","))
+  r = _SeedRun(args, task, seed, model, num_examples)
   t0 = time.time()
-  pred = os.path.join(base, "predecessor")
-  run_classifier(common(pred_steps) + [
+  runs = {"predecessor": r.run("predecessor", r.pred_steps, [
       "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + model.init_checkpoint,
-      "--output_dir=" + pred, "--learning_rate=%g" % args.learning_rate], pred + ".log")
-  runs["predecessor"] = read_history(pred)
-  pred_ckpt = final_ckpt(pred)
-
-  k = (1.0 - args.linear_start) / max(1.0, args.linear_reach_fraction * s1_steps)
-  s1_learning_rate = (args.learning_rate if args.stage1_learning_rate is None
-                      else args.stage1_learning_rate)
-  stage1 = {"theseus_const": ["--scheduler_type=constant", "--replacing_rate=0.5"],
-            "theseus_linear": ["--scheduler_type=linear", "--replacing_rate=%g" % args.linear_start,
-                               "--scheduler_linear_k=%g" % k]}
-  for method, flags in stage1.items():
-    s1 = os.path.join(base, method + "_stage1")
-    run_classifier(common(s1_steps) + flags + [
-        "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + pred_ckpt,
-        "--output_dir=" + s1, "--suc_layers=3", "--learning_rate=%g" % s1_learning_rate,
-        "--stage1_also_train=" + args.stage1_also_train, "--suc_init=" + args.suc_init],
-        s1 + ".log")
-    if method == "theseus_linear":
-      runs["theseus_linear"] = read_history(s1)
-    s2 = os.path.join(base, method + "_stage2")
-    run_classifier(common(s2_steps) + [
-        "--bert_config_file=" + model.bert_config_file, "--init_checkpoint=" + final_ckpt(s1),
-        "--output_dir=" + s2, "--suc_layers=3", "--finetune_suc",
-        "--learning_rate=%g" % args.stage2_learning_rate], s2 + ".log")
-    name = "theseus_const" if method == "theseus_const" else "theseus_linear2"
-    runs[name] = read_history(s1) + read_history(s2)
-
-  trunc_ckpt, trunc_config = truncate_checkpoint(pred_ckpt, model.bert_config_file, 3,
-                                                 os.path.join(base, "truncated_init"))
-  trunc = os.path.join(base, "truncation")
-  run_classifier(common(s1_steps + s2_steps) + [
-      "--bert_config_file=" + trunc_config, "--init_checkpoint=" + trunc_ckpt,
-      "--output_dir=" + trunc, "--learning_rate=%g" % args.learning_rate], trunc + ".log")
-  runs["truncation"] = read_history(trunc)
+      "--learning_rate=%g" % args.learning_rate])}
+  r.pred_ckpt = r.final_ckpt("predecessor")
+  constant = ["--scheduler_type=constant", "--replacing_rate=0.5"]
+  if "theseus_const" in methods:
+    s1, s2 = r.theseus("theseus_const", constant)
+    runs["theseus_const"] = s1 + s2
+  if methods & {"theseus_linear", "theseus_linear2"}:
+    s1, s2 = r.theseus("theseus_linear", ["--scheduler_type=linear",
+                                          "--replacing_rate=%g" % args.linear_start,
+                                          "--scheduler_linear_k=%g" % r.linear_k])
+    runs["theseus_linear"], runs["theseus_linear2"] = s1, s1 + s2
+  if "theseus_kd" in methods:
+    s1, s2 = r.theseus("theseus_kd", constant, kd=True)
+    runs["theseus_kd"] = s1 + s2
+  if "truncation" in methods:
+    runs["truncation"] = r.truncation("truncation")
+  if "truncation_kd" in methods:
+    runs["truncation_kd"] = r.truncation("truncation_kd", kd=True)
   print("  %s seed %d: all methods in %.0fs" % (task, seed, time.time() - t0), flush=True)
-  schedule = {"s1_steps": s1_steps, "s2_steps": s2_steps, "linear_k": k,
+  schedule = {"s1_steps": r.s1_steps, "s2_steps": r.s2_steps, "linear_k": r.linear_k,
               "linear_start": args.linear_start}
-  return runs, main_metric, schedule
+  return ({m: runs[m] for m in METHODS if m in runs},
+          classifier_task.get_processor(task).main_metric, schedule)
 
 
 def spread(values):
@@ -336,15 +381,15 @@ def main():
     n = len(processor.get_train_examples(os.path.join(args.glue_dir, TASK_DIRS[task])))
     if args.max_train_examples:
       n = min(n, args.max_train_examples)
-    per_seed, table = [], {m: [] for m in METHODS}
+    per_seed, table = [], {}
     for seed in seeds:
       runs, main_metric, schedule = run_task_seed(args, task, seed, model, n)
       per_seed.append(runs)
       for method, history in runs.items():
-        table[method].append(final_metric(history, main_metric))
+        table.setdefault(method, []).append(final_metric(history, main_metric))
     extra = {}
     if task == "mrpc":  # report accuracy too
-      for method in METHODS:
+      for method in table:
         extra[method] = [r[method][-1][1]["accuracy"] for r in per_seed]
     plot_task(task, per_seed, main_metric, schedule,
               os.path.join(args.work_dir, "quality_%s.png" % task), ablation_notes(args))
@@ -359,12 +404,12 @@ def main():
     print("\n%s: dev %s, final checkpoint, %d train examples, seeds %s" % (
         task, r["metric"], r["train_examples"], args.seeds))
     print("%-18s %8s %8s %10s" % ("method", "mean", "sd", "retention"))
-    for method in METHODS:
+    for method in r["values"]:
       v = np.array(r["values"][method])
       print("%-18s %8.4f %8.4f %9.1f%%" % (method, v.mean(), spread(v), 100 * v.mean() / pred))
     if r["accuracy_values"]:
       pred_acc = np.mean(r["accuracy_values"]["predecessor"])
-      for method in METHODS:
+      for method in r["accuracy_values"]:
         v = np.array(r["accuracy_values"][method])
         print("%-18s acc %8.4f %8.4f %9.1f%%" % (method, v.mean(), spread(v),
                                                  100 * v.mean() / pred_acc))

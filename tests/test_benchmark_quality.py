@@ -23,7 +23,8 @@ def make_args(quality, **overrides):
             "stage2_epochs": 1.0, "learning_rate": 5e-5, "stage1_learning_rate": None,
             "stage2_learning_rate": 3e-5,
             "batch_size": 32, "max_seq_length": 128, "evals_per_run": 6, "linear_start": 0.3,
-            "linear_reach_fraction": 0.6, "stage1_also_train": "", "suc_init": "first"}
+            "linear_reach_fraction": 0.6, "stage1_also_train": "", "suc_init": "first",
+            "kd_alpha": 0.5, "kd_temperature": 2.0, "kd_hidden_weight": 1.0}
   assert set(values) == set(quality.RUN_SETTINGS)
   values.update(overrides)
   return argparse.Namespace(**values)
@@ -50,6 +51,8 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   del recorded["stage1_also_train"]  # a work_dir made before the ablation flags existed
   del recorded["suc_init"]
   del recorded["stage1_learning_rate"]
+  for name in ("kd_alpha", "kd_temperature", "kd_hidden_weight"):  # before distillation existed
+    del recorded[name]
   with open(os.path.join(base, "settings.json"), "w") as f:
     json.dump(recorded, f)
   quality.check_settings(base, make_args(quality))  # the old default: reused
@@ -62,6 +65,9 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   with pytest.raises(SystemExit) as raised:
     quality.check_settings(base, make_args(quality, stage1_learning_rate=1e-4))
   assert "stage1_learning_rate=None, now 0.0001" in str(raised.value)
+  with pytest.raises(SystemExit) as raised:
+    quality.check_settings(base, make_args(quality, kd_alpha=0.9))
+  assert "kd_alpha=0.5, now 0.9" in str(raised.value)
 
 
 def test_spread_is_the_sample_standard_deviation():
