@@ -94,7 +94,9 @@ def parse_args(argv=None):
                  help="also time stage 1 at p = 0 and p = 1 (the cost of each branch)")
   p.add_argument("--train_configs", default="predecessor,stage1,both_branches,stage2",
                  help="training configurations to time (comma list of predecessor, stage1, "
-                      "both_branches, stage2; --with_pytorch adds PyTorch)")
+                      "both_branches, stage2, stage1_kd, stage2_kd; --with_pytorch adds "
+                      "PyTorch). The _kd ones time a stage with theseus_kd's losses: cached soft "
+                      "labels, and soft labels + hidden matching (the teacher every step)")
   p.add_argument("--threads", type=int, default=0,
                  help="intra- and inter-op threads (TF) / torch threads; 0: the frameworks' "
                       "defaults")
@@ -119,7 +121,8 @@ def parse_args(argv=None):
   if not 0.0 <= args.replace_rate <= 1.0:
     p.error("--replace_rate must be in [0, 1]")
   args.train_configs = [x.strip() for x in args.train_configs.split(",") if x.strip()]
-  unknown = set(args.train_configs) - {"predecessor", "stage1", "both_branches", "stage2"}
+  unknown = set(args.train_configs) - {"predecessor", "stage1", "both_branches", "stage2",
+                                       "stage1_kd", "stage2_kd"}
   if unknown or "predecessor" not in args.train_configs:
     p.error("--train_configs: unknown %s (the predecessor is always needed, as the baseline)"
             % sorted(unknown) if unknown else "--train_configs must include predecessor")
@@ -358,6 +361,7 @@ class TFTrainRunner(object):
   def __init__(self, spec):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import classifier_task  # pylint: disable=g-import-not-at-top
+    import distillation  # pylint: disable=g-import-not-at-top
     import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
     import optimization_theseus  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
@@ -385,7 +389,13 @@ class TFTrainRunner(object):
           finetune_suc=finetune_suc,
           encoder_fn=both_branches_encoder if variant == "both_branches" else None)
       task = classifier_task.make_task(classifier_task.get_processor("sst-2"), [])
-      loss, _ = task.build_head(model, self.placeholders, True)
+      loss, outputs = task.build_head(model, self.placeholders, True)
+      if spec.get("kd"):  # the theseus_kd losses: cached soft labels (+ the teacher every step)
+        self.placeholders["teacher_logits"] = tf1.placeholder(tf.float32, [None, 2])
+        kd = argparse.Namespace(kd_alpha=0.5, kd_temperature=2.0, kd_embeddings=False,
+                                kd_hidden_weight=1.0 if spec["kd"] == "soft_hidden" else 0.0)
+        loss, _ = distillation.student_loss(kd, task, model, loss, outputs, self.placeholders,
+                                            config)
       ops = optimization_theseus.create_optimizer_for_bert_theseus(
           loss, 2e-5, num_train_steps=1000000, num_warmup_steps=1000,
           finetune_suc=finetune_suc)
@@ -403,6 +413,9 @@ class TFTrainRunner(object):
     self.feed = {self.placeholders["input_ids"]: ids, self.placeholders["input_mask"]: mask,
                  self.placeholders["segment_ids"]: segments,
                  self.placeholders["label_ids"]: labels}
+    if "teacher_logits" in self.placeholders:
+      self.feed[self.placeholders["teacher_logits"]] = np.random.RandomState(2).normal(
+          size=(ids.shape[0], 2)).astype(np.float32)
     self.rss_after_load = _process_stats()["rss_mb"]
 
   def run(self, workload, indices):
@@ -845,6 +858,13 @@ def run_training(args, results, bert_config, bert_config_file):
                     dict(common, variant="both_branches", suc_layers=n)))
     if "stage2" in args.train_configs:
       specs.append(("stage2_%dL" % n, dict(common, variant="stage2", suc_layers=n)))
+    for kd in ("soft", "soft_hidden"):
+      if "stage1_kd" in args.train_configs:
+        specs.append(("stage1_kd_%s_%dto%d_p%g" % (kd, num_layers, n, args.replace_rate),
+                      dict(common, variant="stage1", suc_layers=n, kd=kd)))
+      if "stage2_kd" in args.train_configs:
+        specs.append(("stage2_kd_%s_%dL" % (kd, n), dict(common, variant="stage2", suc_layers=n,
+                                                         kd=kd)))
     if args.stage1_extremes:
       for rate in (0.0, 1.0):
         specs.append(("stage1_%dto%d_p%g" % (num_layers, n, rate),
