@@ -14,7 +14,9 @@ from __future__ import division
 from __future__ import print_function
 
 import glob
+import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -156,3 +158,32 @@ def kept_checkpoint_note(output_dir):
   if latest:
     return "The last good checkpoint is kept: %s" % latest
   return "No checkpoint had been written yet."
+
+
+def truncate_bert(checkpoint, bert_config_file, keep_layers, out_dir):
+  """The first `keep_layers` layers of a BERT (+ embeddings, pooler, head) as a plain BERT.
+
+  Writes out_dir/bert_model.ckpt (optimizer slots and global_step dropped) and a
+  bert_config.json with num_hidden_layers = keep_layers, unless they are there already.
+
+  Returns:
+    (checkpoint prefix, bert_config.json path).
+  """
+  prefix = os.path.join(out_dir, "bert_model.ckpt")
+  config_path = os.path.join(out_dir, "bert_config.json")
+  if os.path.exists(prefix + ".index") and os.path.exists(config_path):
+    return prefix, config_path
+  os.makedirs(out_dir, exist_ok=True)
+
+  def keep(name):
+    m = re.match(r"^bert/encoder/layer_(\d+)/", name)
+    return ("adam_" not in name and name != "global_step" and
+            not (m and int(m.group(1)) >= keep_layers))
+
+  write_checkpoint(read_checkpoint(checkpoint, keep), prefix)
+  with open(bert_config_file) as f:
+    config = json.load(f)
+  config["num_hidden_layers"] = keep_layers
+  files.atomic_write_text(config_path, json.dumps(config, indent=2))
+  return prefix, config_path
+

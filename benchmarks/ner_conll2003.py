@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """NER-as-MRC benchmark on CoNLL-2003: compress the embedded predecessor 6 -> 3 layers.
 
-Runs the real command line (run_ner_mrc.py, configs/ner_conll2003.flags) three times, each in
-its own directory under --output_dir:
+Runs the real command line (run_ner_mrc.py, configs/ner_conll2003.flags) once per stage, each
+in its own directory under --output_dir:
 
   predecessor  plain fine-tuning of the embedded all-MiniLM-L6-v2 (6 layers, converted by
                convert_checkpoint.convert_embedded_default) on train.txt;
   stage1       replacing (--suc_layers=3), from the predecessor's best checkpoint: only the
                successor modules train;
   stage2       successor fine-tuning (--finetune_suc), from stage 1's best checkpoint, then the
-               3-layer successor is exported.
+               3-layer successor is exported;
+  with --methods=...,theseus_kd,truncation_kd also stage1_kd / stage2_kd (the same two stages
+  with distillation from the predecessor) and truncation_kd (its first 3 layers fine-tuned with
+  the same distillation and the stage 1 + stage 2 budget).
 
 Every stage evaluates on valid.txt (the CoNLL-2003 test split is not in ../shared/data) at each
 checkpoint and keeps the best; the final --do_eval of each stage uses it. Stage 1 and stage 2 are
@@ -32,6 +35,7 @@ from __future__ import division
 from __future__ import print_function
 
 import argparse
+import collections
 import datetime
 import glob
 import json
@@ -49,7 +53,6 @@ if REPO_ROOT not in sys.path:
 DEFAULT_DATA_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "conll2003"))
 SCRIPT = os.path.join(REPO_ROOT, "run_ner_mrc.py")
 FLAGFILE = os.path.join(REPO_ROOT, "configs", "ner_conll2003.flags")
-STAGES = ("predecessor", "stage1", "stage2")
 
 
 def parse_args(argv=None):
@@ -87,6 +90,14 @@ def parse_args(argv=None):
   p.add_argument("--extra_flag", action="append", default=[],
                  help="Another run_ner_mrc.py flag for every stage (repeatable), e.g. "
                       "--extra_flag=--loss=focal.")
+  p.add_argument("--methods", default="theseus",
+                 help="comma list: theseus (stage1 -> stage2 from the predecessor), theseus_kd "
+                      "(the same with distillation from the predecessor in both stages), "
+                      "truncation_kd (the predecessor's first --suc_layers layers fine-tuned "
+                      "with the same distillation and the stage 1 + stage 2 budget)")
+  p.add_argument("--kd_alpha", type=float, default=0.5, help="*_kd: soft-label weight")
+  p.add_argument("--kd_temperature", type=float, default=2.0, help="*_kd: temperature")
+  p.add_argument("--kd_hidden_weight", type=float, default=1.0, help="*_kd: hidden matching")
   return p.parse_args(argv)
 
 
@@ -174,26 +185,49 @@ def main(argv=None):
                                                   "ner_queries_conll2003.json"))
   num_features = num_train * len(queries)
 
-  plan = {
-      "predecessor": (stage_steps(args, args.predecessor_steps, args.predecessor_epochs,
-                                  num_features), args.predecessor_learning_rate, []),
-      "stage1": (stage_steps(args, args.stage1_steps, args.stage1_epochs, num_features),
-                 args.stage1_learning_rate,
-                 ["--suc_layers=%d" % args.suc_layers, "--replacing_rate=%r" % args.replacing_rate,
-                  "--scheduler_type=" + args.scheduler_type,
-                  "--scheduler_linear_k=%r" % args.scheduler_linear_k]),
-      "stage2": (stage_steps(args, args.stage2_steps, args.stage2_epochs, num_features),
-                 args.stage2_learning_rate,
-                 ["--suc_layers=%d" % args.suc_layers, "--finetune_suc", "--do_export"]),
-  }
+  s1_steps = stage_steps(args, args.stage1_steps, args.stage1_epochs, num_features)
+  s2_steps = stage_steps(args, args.stage2_steps, args.stage2_epochs, num_features)
+  stage1 = ["--suc_layers=%d" % args.suc_layers, "--replacing_rate=%r" % args.replacing_rate,
+            "--scheduler_type=" + args.scheduler_type,
+            "--scheduler_linear_k=%r" % args.scheduler_linear_k]
+  stage2 = ["--suc_layers=%d" % args.suc_layers, "--finetune_suc", "--do_export"]
+  # name -> (steps, learning rate, flags, the stage whose checkpoint it starts from, distilled)
+  plan = collections.OrderedDict([
+      ("predecessor", (stage_steps(args, args.predecessor_steps, args.predecessor_epochs,
+                                   num_features), args.predecessor_learning_rate, [], None,
+                       False))])
+  methods = args.methods.split(",")
+  if "theseus" in methods:
+    plan["stage1"] = (s1_steps, args.stage1_learning_rate, stage1, "predecessor", False)
+    plan["stage2"] = (s2_steps, args.stage2_learning_rate, stage2, "stage1", False)
+  if "theseus_kd" in methods:
+    plan["stage1_kd"] = (s1_steps, args.stage1_learning_rate, stage1, "predecessor", True)
+    plan["stage2_kd"] = (s2_steps, args.stage2_learning_rate, stage2, "stage1_kd", True)
+  if "truncation_kd" in methods:
+    plan["truncation_kd"] = (s1_steps + s2_steps, args.stage1_learning_rate, ["--do_export"],
+                             "truncated", True)
   rows = []
-  init = model["init_checkpoint"]
-  for name in STAGES:
-    steps, lr, extra = plan[name]
+  stage_dirs = {}
+  for name, (steps, lr, extra, start, kd) in plan.items():
     every = args.save_checkpoints_steps or max(1, steps // 4)
     extra = extra + ["--num_train_steps=%d" % steps, "--learning_rate=%r" % lr,
                      "--save_checkpoints_steps=%d" % every]
-    stage_dir, seconds, metrics = run_stage(args, name, model, init, extra)
+    stage_model, init = model, model["init_checkpoint"]
+    if start == "truncated":
+      import checkpoints  # pylint: disable=g-import-not-at-top
+      init, config = checkpoints.truncate_bert(
+          inference_checkpoint(stage_dirs["predecessor"]), model["bert_config_file"],
+          args.suc_layers, os.path.join(args.output_dir, "truncated_init"))
+      stage_model = dict(model, bert_config_file=config)
+    elif start:
+      init = inference_checkpoint(stage_dirs[start])
+    if kd:
+      extra += ["--kd_alpha=%r" % args.kd_alpha, "--kd_temperature=%r" % args.kd_temperature,
+                "--kd_hidden_weight=%r" % args.kd_hidden_weight,
+                "--teacher_checkpoint=" + inference_checkpoint(stage_dirs["predecessor"]),
+                "--teacher_bert_config_file=" + model["bert_config_file"]]
+    stage_dir, seconds, metrics = run_stage(args, name, stage_model, init, extra)
+    stage_dirs[name] = stage_dir
     num_eval = metrics.get("num_sentences", 0)
     rows.append({
         "stage": name,
@@ -206,14 +240,14 @@ def main(argv=None):
         "eval_sentences_per_second": (num_eval / metrics["eval_seconds"]
                                       if metrics.get("eval_seconds") else None),
         "checkpoint": metrics.get("checkpoint"), "output_dir": stage_dir})
-    init = inference_checkpoint(stage_dir)
     print("[%s] F1 %.4f (%.0fs)" % (name, metrics["f1"], seconds), flush=True)
 
   pred, stage2 = rows[0], rows[-1]
   summary = {
       "predecessor_f1": pred["f1"], "successor_f1": stage2["f1"],
       "f1_retained": stage2["f1"] / pred["f1"] if pred["f1"] else None,
-      "compression_seconds": rows[1]["stage_seconds"] + rows[2]["stage_seconds"],
+      "final_f1": {r["stage"]: r["f1"] for r in rows},
+      "compression_seconds": sum(r["stage_seconds"] for r in rows[1:]),
       "total_seconds": sum(r["stage_seconds"] for r in rows),
       "eval_speedup": (stage2["eval_sentences_per_second"] / pred["eval_sentences_per_second"]
                        if pred["eval_sentences_per_second"] and
@@ -235,12 +269,12 @@ def main(argv=None):
   print("NER-as-MRC on CoNLL-2003 dev (valid.txt%s), %d -> %d layers%s"
         % (", first %d sentences" % args.max_eval_examples if args.max_eval_examples else "",
            num_layers, args.suc_layers, "  [SHORTENED RUN]" if result["shortened"] else ""))
-  header = "%-12s %6s %7s %9s %7s %7s %10s %12s" % (
+  header = "%-14s %6s %7s %9s %7s %7s %10s %12s" % (
       "stage", "layers", "F1", "precision", "recall", "steps", "time (s)", "eval sent/s")
   print(header)
   print("-" * len(header))
   for r in rows:
-    print("%-12s %6d %7.4f %9.4f %7.4f %7d %10.1f %12s" % (
+    print("%-14s %6d %7.4f %9.4f %7.4f %7d %10.1f %12s" % (
         r["stage"], r["layers"], r["f1"], r["precision"], r["recall"], r["train_steps"],
         r["stage_seconds"],
         "%.1f" % r["eval_sentences_per_second"] if r["eval_sentences_per_second"] else "-"))

@@ -132,31 +132,6 @@ def num_updates(num_examples, epochs, batch_size):
   return max(1, int(np.ceil(num_examples * epochs / batch_size)))
 
 
-def truncate_checkpoint(src_ckpt, src_config, keep_layers, out_dir):
-  """Writes the first `keep_layers` layers of a BERT checkpoint (+ everything outside the
-  encoder, optimizer slots dropped) as a plain BERT with num_hidden_layers = keep_layers."""
-  import re  # pylint: disable=g-import-not-at-top
-  import checkpoints  # pylint: disable=g-import-not-at-top
-  done = os.path.join(out_dir, "bert_model.ckpt.index")
-  if os.path.exists(done):
-    return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
-  os.makedirs(out_dir, exist_ok=True)
-
-  def keep(name):
-    m = re.match(r"^bert/encoder/layer_(\d+)/", name)
-    return ("adam_" not in name and name != "global_step" and
-            not (m and int(m.group(1)) >= keep_layers))
-
-  checkpoints.write_checkpoint(checkpoints.read_checkpoint(src_ckpt, keep),
-                               os.path.join(out_dir, "bert_model.ckpt"))
-  with open(src_config) as f:
-    config = json.load(f)
-  config["num_hidden_layers"] = keep_layers
-  with open(os.path.join(out_dir, "bert_config.json"), "w") as f:
-    json.dump(config, f, indent=2)
-  return os.path.join(out_dir, "bert_model.ckpt"), os.path.join(out_dir, "bert_config.json")
-
-
 # The settings a finished run depends on; a work_dir made with other values must not be reused.
 RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "stage2_epochs",
                 "learning_rate", "stage1_learning_rate", "stage2_learning_rate", "batch_size",
@@ -252,8 +227,9 @@ class _SeedRun(object):
 
   def truncation(self, name, kd=False):
     """The predecessor's first 3 layers fine-tuned with the stage 1 + stage 2 budget."""
-    ckpt, config = truncate_checkpoint(self.pred_ckpt, self.model.bert_config_file, 3,
-                                       os.path.join(self.base, "truncated_init"))
+    import checkpoints  # pylint: disable=g-import-not-at-top
+    ckpt, config = checkpoints.truncate_bert(self.pred_ckpt, self.model.bert_config_file, 3,
+                                             os.path.join(self.base, "truncated_init"))
     return self.run(name, self.s1_steps + self.s2_steps, (self.kd_flags() if kd else []) + [
         "--bert_config_file=" + config, "--init_checkpoint=" + ckpt,
         "--learning_rate=%g" % self.args.learning_rate])

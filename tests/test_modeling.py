@@ -437,3 +437,29 @@ def test_checkpoint_shape_mismatch_is_reported(tmp_path):
     with pytest.raises(ValueError, match="cannot read checkpoint"):
       modeling.get_assignment_map_from_checkpoint(tf1.global_variables(),
                                                   os.path.join(str(tmp_path), "missing.ckpt"))
+
+
+def test_truncate_bert_keeps_the_first_layers_and_runs_as_a_plain_bert(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import checkpoints  # pylint: disable=g-import-not-at-top
+  full = Graph(tiny_config(), is_training=False)
+  full.sess.run(full.init)
+  ckpt = full.saver.save(full.sess, str(tmp_path / "full" / "model.ckpt"))
+  config_file = tmp_path / "bert_config.json"
+  config_file.write_text(tiny_config().to_json_string())
+  prefix, truncated_config = checkpoints.truncate_bert(ckpt, str(config_file), 2,
+                                                       str(tmp_path / "truncated"))
+  with open(truncated_config) as f:
+    assert json.load(f)["num_hidden_layers"] == 2
+  names = {n for n, _ in tf.train.list_variables(prefix)}
+  assert names == set(google_bert_names(2))
+  original = checkpoints.read_checkpoint(ckpt)
+  for name in names:
+    np.testing.assert_array_equal(checkpoints.read_checkpoint(prefix)[name], original[name])
+  # The truncated BERT is the full one's first two layers: same output after layer 2.
+  inputs = random_inputs()
+  two = Graph(tiny_config(num_hidden_layers=2), is_training=False)
+  two.saver.restore(two.sess, prefix)
+  np.testing.assert_allclose(
+      two.sess.run(two.model.get_sequence_output(), two.feed(inputs)),
+      full.sess.run(full.model.get_all_encoder_layers()[1], full.feed(inputs)), atol=1e-6)
