@@ -5,14 +5,19 @@ One code path builds three graphs:
 * `suc_layers=0`: the plain L-layer BERT (the predecessor, or any BERT).
 * `suc_layers=n`, `is_training=True`, `finetune_suc=False`: the Theseus graph of stage 1. The L
   predecessor layers are cut into n groups of r = L / n consecutive layers; at every step each
-  successor module j draws u ~ U(0, 1) and, if u < p, replaces group j for that batch. Only the
-  drawn branch is computed (`tf.cond`).
+  successor module j draws u_j ~ U(0, 1) and, if u_j < p, replaces group j for that batch. Only
+  the drawn branch is computed (`tf.cond`). The draw is stateless, a function of (seed, step):
+  every replica of a distributed run, and a resumed run, draws the same modules.
 * `suc_layers=n` with `finetune_suc=True` or `is_training=False`: the successor alone (stage 2,
   evaluation, prediction, export). Predecessor layers are not in this graph at all.
 
 Variable names are exactly those of google-research/bert; successor modules live under
 `bert/encoder/suc_layer_{j}/` with the same sub-names. Dense layers and LayerNorm are written with
 `get_variable` + matmul (no tf.layers, no Keras).
+
+Mixed precision (`compute_dtype` bfloat16 or float16): the encoder layers compute in that type
+from float32 variables (cast where they are read); LayerNorm, the attention softmax, the
+embeddings, the pooler and everything after the encoder stay float32.
 """
 
 from __future__ import absolute_import
@@ -20,6 +25,7 @@ from __future__ import division
 from __future__ import print_function
 
 import collections
+import contextlib
 import copy
 import json
 import math
@@ -40,6 +46,7 @@ SUC_INIT_RULES = {
 }
 
 _LAYER_RE = re.compile(r"^bert/encoder/layer_(\d+)/(.*)$")
+_LAYER_NAME_RE = re.compile(r"(suc_)?layer_\d+")
 _SUC_LAYER_RE = re.compile(r"^bert/encoder/suc_layer_(\d+)/(.*)$")
 
 # Sub-variable names of one transformer layer, relative to its layer scope.
@@ -211,9 +218,14 @@ def create_initializer(initializer_range=0.02):
 
 
 def apply_layer_norm(input_tensor, beta, gamma, epsilon=1e-12):
-  """LayerNorm over the last axis with given beta / gamma variables."""
-  mean, variance = tf.nn.moments(input_tensor, axes=[-1], keepdims=True)
-  return (input_tensor - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+  """LayerNorm over the last axis with given beta / gamma variables, computed in float32.
+
+  Returns a Tensor of input_tensor's dtype.
+  """
+  x = tf.cast(input_tensor, tf.float32)
+  mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+  output = (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+  return tf.cast(output, input_tensor.dtype)
 
 
 def create_layer_norm_variables(name, width):
@@ -281,10 +293,12 @@ def attention_context(query, key, value, attention_bias, batch_size, from_seq_le
                       to_seq_length, num_heads, head_size, attention_probs_dropout_prob):
   """Scaled dot-product attention over heads, from projected queries, keys and values.
 
+  The scores are added to the bias and normalised in float32 whatever the inputs' dtype.
+
   Args:
     query: float Tensor [batch_size * from_seq_length, num_heads * head_size].
     key, value: float Tensors [batch_size * to_seq_length, num_heads * head_size].
-    attention_bias: float Tensor broadcastable to [batch_size, num_heads, from_seq_length,
+    attention_bias: float32 Tensor broadcastable to [batch_size, num_heads, from_seq_length,
       to_seq_length] (0 where attended, -10000 else), or None.
     batch_size, from_seq_length, to_seq_length: ints or scalar int Tensors.
     num_heads, head_size: ints.
@@ -301,10 +315,11 @@ def attention_context(query, key, value, attention_bias, batch_size, from_seq_le
   q = to_heads(query, from_seq_length)
   k = to_heads(key, to_seq_length)
   v = to_heads(value, to_seq_length)
-  scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(head_size)))  # [B, N, F, T]
+  scores = tf.cast(tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(float(head_size))),
+                   tf.float32)  # [B, N, F, T]
   if attention_bias is not None:
     scores += attention_bias
-  probs = dropout(tf.nn.softmax(scores), attention_probs_dropout_prob)
+  probs = tf.cast(dropout(tf.nn.softmax(scores), attention_probs_dropout_prob), v.dtype)
   context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])  # [B, F, N, D]
   return tf.reshape(context, [batch_size * from_seq_length, num_heads * head_size])
 
@@ -366,6 +381,38 @@ def _check_rate(value, name):
     raise ValueError("%s must be in [0, 1], got %r" % (name, value))
 
 
+def replace_draw_seed(seed, counter):
+  """The key of one stage-1 draw: int64 Tensor [2] from a run's seed and a step counter."""
+  return tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)], name="replace_draw_seed")
+
+
+def default_replace_draw_seed():
+  """(the graph-level seed or 0, global_step): one draw per update of a graph's global_step.
+
+  Creates the graph's global_step (at the root scope, named `global_step`) if it has none.
+  """
+  global_step = tf1.train.get_global_step()
+  if global_step is None:
+    with tf1.variable_scope(tf1.VariableScope(reuse=False), auxiliary_name_scope=False):
+      global_step = tf1.train.create_global_step()
+  return replace_draw_seed(tf1.get_default_graph().seed or 0, global_step)
+
+
+def draw_replacements(num_modules, replace_rate_prob, draw_seed):
+  """Which modules the successor replaces in this step: bool Tensor [num_modules].
+
+  Module j is replaced when u_j < p, u = U(0, 1)^n from the stateless generator keyed by
+  draw_seed: the same key gives the same draw in every process. The draw is kept out of XLA
+  clusters (XLA's stateless generator gives other numbers for the same key).
+  """
+  p = tf.cast(replace_rate_prob, tf.float32)
+  outside_xla = (contextlib.nullcontext() if tf.executing_eagerly() else
+                 tf.xla.experimental.jit_scope(compile_ops=False))
+  with outside_xla:
+    u = tf.random.stateless_uniform([num_modules], seed=draw_seed, name="replace_draw")
+    return tf.less(u, p)
+
+
 def transformer_model_theseus(input_tensor,
                               attention_bias,
                               batch_size,
@@ -376,7 +423,8 @@ def transformer_model_theseus(input_tensor,
                               replace_rate_prob=None,
                               hidden_dropout_prob=0.0,
                               attention_probs_dropout_prob=0.0,
-                              branch_hook=None):
+                              branch_hook=None,
+                              replace_draw_seed=None):
   """The encoder: predecessor layers, Theseus modules, or successor modules only.
 
   Args:
@@ -391,6 +439,8 @@ def transformer_model_theseus(input_tensor,
     hidden_dropout_prob, attention_probs_dropout_prob: dropout rates (0 when not training).
     branch_hook: optional callable(module_index, branch_name) -> list of ops, run inside the
       branch ("successor" or "predecessor") before its layers. For instrumentation and tests.
+    replace_draw_seed: int Tensor [2], the key of this step's draw (mode "theseus"; see
+      replace_draw_seed()); default: default_replace_draw_seed().
 
   Returns:
     (all_layer_outputs, replaced): a list of float Tensors [batch_size * seq_length, hidden_size],
@@ -412,7 +462,7 @@ def transformer_model_theseus(input_tensor,
   def run_layers(x, param_list):
     for params in param_list:
       # Ops named after their layer (layer_i / suc_layer_j), so profiles read per layer.
-      with tf.name_scope(params["output/dense/kernel"].op.name.split("/")[-4]):
+      with tf.name_scope(_LAYER_NAME_RE.search(params["output/dense/kernel"].op.name).group(0)):
         x = transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
                               hidden_dropout_prob, attention_probs_dropout_prob)
     return x
@@ -421,8 +471,10 @@ def transformer_model_theseus(input_tensor,
     return _stacked_layers(input_tensor, "layer_%d", num_layers, config, run_layers), None
   if mode == "successor":
     return _stacked_layers(input_tensor, "suc_layer_%d", suc_layers, config, run_layers), None
+  if replace_draw_seed is None:
+    replace_draw_seed = default_replace_draw_seed()
   return _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob,
-                          run_layers, branch_hook)
+                          replace_draw_seed, run_layers, branch_hook)
 
 
 def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
@@ -436,8 +488,8 @@ def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
   return outputs
 
 
-def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob, run_layers,
-                     branch_hook):
+def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob, draw_seed,
+                     run_layers, branch_hook):
   """Stage 1: n modules, each successor j or predecessor group j as drawn this step.
 
   The choice is a functional conditional (cond_v2, TensorFlow 2's tf.cond) whatever the
@@ -453,19 +505,17 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
     raise ValueError("the Theseus graph needs replace_rate_prob")
   if not isinstance(replace_rate_prob, tf.Tensor):
     _check_rate(replace_rate_prob, "replace_rate_prob")
-  p = tf.cast(replace_rate_prob, tf.float32)
+  replaced = draw_replacements(suc_layers, replace_rate_prob, draw_seed)
 
   # Variables are created outside the conditional; the branches only compute.
   pred_params = [create_transformer_layer_variables("layer_%d" % i, config)
                  for i in range(config.num_hidden_layers)]
   suc_params = [create_transformer_layer_variables("suc_layer_%d" % j, config)
                 for j in range(suc_layers)]
-  outputs, replaced = [], []
+  outputs = []
   prev = input_tensor
   for j in range(suc_layers):
     group = pred_params[j * group_size:(j + 1) * group_size]
-    use_successor = tf.less(tf.random.uniform([], 0.0, 1.0, name="replace_draw_%d" % j), p)
-    replaced.append(use_successor)
 
     def successor_branch(x=prev, j=j):
       with tf.control_dependencies(branch_hook(j, "successor") if branch_hook else []):
@@ -477,10 +527,10 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
         x = tf.identity(x)
       return run_layers(x, group)
 
-    prev = cond_v2.cond_v2(use_successor, successor_branch, predecessor_branch,
+    prev = cond_v2.cond_v2(replaced[j], successor_branch, predecessor_branch,
                            name="theseus_module_%d" % j)
     outputs.append(prev)
-  return outputs, tf.stack(replaced)
+  return outputs, replaced
 
 
 def get_replace_rate(global_step, scheduler_type="constant", base_rate=0.5, k=0.0,
@@ -552,6 +602,30 @@ def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_pr
   return embedding_table, dropout(embeddings, hidden_dropout_prob)
 
 
+COMPUTE_DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
+
+
+def compute_dtype_getter(compute_dtype):
+  """A variable-scope custom getter that reads float32 variables as `compute_dtype`.
+
+  LayerNorm variables are read as they are (LayerNorm computes in float32). None for float32.
+  """
+  if compute_dtype == tf.float32:
+    return None
+  if compute_dtype not in COMPUTE_DTYPES.values():
+    raise ValueError("compute_dtype must be one of float32, bfloat16, float16, got %r"
+                     % (compute_dtype,))
+
+  def cast_getter(getter, name, *args, **kwargs):
+    variable = getter(name, *args, **kwargs)
+    if "LayerNorm" in name or variable.dtype.base_dtype != tf.float32:
+      return variable
+    with tf.name_scope(variable.op.name + "/"):  # the cast is named <variable>/Cast
+      return tf.cast(variable, compute_dtype)
+
+  return cast_getter
+
+
 class BertModel(object):
   """BERT (predecessor, Theseus or successor graph).
 
@@ -574,7 +648,9 @@ class BertModel(object):
                replace_rate_prob=None,
                finetune_suc=False,
                branch_hook=None,
-               encoder_fn=None):
+               encoder_fn=None,
+               replace_draw_seed=None,
+               compute_dtype=tf.float32):
     """Builds the graph.
 
     The first seven arguments are google-research/bert's, in its order.
@@ -594,6 +670,10 @@ class BertModel(object):
       branch_hook: see transformer_model_theseus.
       encoder_fn: the encoder, a callable with the signature and return value of
         transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
+      replace_draw_seed: the Theseus graph's draw key, int Tensor [2] (default: from the graph
+        seed and global_step; see transformer_model_theseus).
+      compute_dtype: tf.float32, tf.bfloat16 or tf.float16: the dtype the encoder layers
+        compute in (see the module docstring). The outputs are float32 in every case.
 
     Raises:
       ValueError: an impossible config (BertConfig.validate) or Theseus setting.
@@ -626,13 +706,18 @@ class BertModel(object):
         attention_bias = (1.0 - mask) * -10000.0
         flat_input = tf.reshape(self.embedding_output, [batch_size * seq_length, config.hidden_size])
         encoder_fn = encoder_fn or transformer_model_theseus
-        layer_outputs, self.replaced_modules = encoder_fn(
-            flat_input, attention_bias, batch_size, seq_length, config, suc_layers=suc_layers,
-            mode=self.mode, replace_rate_prob=replace_rate_prob,
-            hidden_dropout_prob=hidden_dropout_prob,
-            attention_probs_dropout_prob=attention_dropout_prob, branch_hook=branch_hook)
+        getter = compute_dtype_getter(compute_dtype)
+        with (tf1.variable_scope(tf1.get_variable_scope(), custom_getter=getter) if getter
+              else contextlib.nullcontext()):
+          layer_outputs, self.replaced_modules = encoder_fn(
+              tf.cast(flat_input, compute_dtype), attention_bias, batch_size, seq_length, config,
+              suc_layers=suc_layers, mode=self.mode, replace_rate_prob=replace_rate_prob,
+              hidden_dropout_prob=hidden_dropout_prob,
+              attention_probs_dropout_prob=attention_dropout_prob, branch_hook=branch_hook,
+              replace_draw_seed=replace_draw_seed)
         self.all_encoder_layers = [
-            tf.reshape(x, [batch_size, seq_length, config.hidden_size]) for x in layer_outputs]
+            tf.reshape(tf.cast(x, tf.float32), [batch_size, seq_length, config.hidden_size])
+            for x in layer_outputs]
       self.sequence_output = self.all_encoder_layers[-1]
 
       with tf1.variable_scope("pooler"):

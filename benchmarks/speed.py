@@ -318,11 +318,11 @@ class TFInferenceRunner(object):
 def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, config,
                           suc_layers=0, mode="theseus", replace_rate_prob=None,
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                          branch_hook=None):
+                          branch_hook=None, replace_draw_seed=None):
   """The reference to beat: every module computes successor j AND predecessor group j.
 
-  Same interface and variables as modeling_theseus.transformer_model_theseus in "theseus" mode;
-  the module output is g * successor + (1 - g) * predecessor with g = 1[u < p], u ~ U(0, 1).
+  Same interface, variables and draw as modeling_theseus.transformer_model_theseus in "theseus"
+  mode; the module output is g * successor + (1 - g) * predecessor with g_j = 1[u_j < p].
   """
   del branch_hook
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -334,25 +334,25 @@ def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, 
                  for i in range(config.num_hidden_layers)]
   suc_params = [modeling.create_transformer_layer_variables("suc_layer_%d" % j, config)
                 for j in range(suc_layers)]
-  p = tf.cast(replace_rate_prob, tf.float32)
+  if replace_draw_seed is None:
+    replace_draw_seed = modeling.default_replace_draw_seed()
+  replaced = modeling.draw_replacements(suc_layers, replace_rate_prob, replace_draw_seed)
 
   def layer(x, params):
     return modeling.transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
                                       hidden_dropout_prob, attention_probs_dropout_prob)
 
-  outputs, replaced = [], []
+  outputs = []
   prev = input_tensor
   for j in range(suc_layers):
-    use_successor = tf.less(tf.random.uniform([], 0.0, 1.0), p)
-    gate = tf.cast(use_successor, tf.float32)
+    gate = tf.cast(replaced[j], prev.dtype)
     successor = layer(prev, suc_params[j])
     predecessor = prev
     for params in pred_params[j * group_size:(j + 1) * group_size]:
       predecessor = layer(predecessor, params)
     prev = gate * successor + (1.0 - gate) * predecessor
     outputs.append(prev)
-    replaced.append(use_successor)
-  return outputs, tf.stack(replaced)
+  return outputs, replaced
 
 
 class TFTrainRunner(object):

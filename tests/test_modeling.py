@@ -75,10 +75,13 @@ class Graph(object):
       self.mask = tf1.placeholder(tf.int32, [None, None])
       self.segments = tf1.placeholder(tf.int32, [None, None])
       self.rate = tf1.placeholder_with_default(0.5 if rate is None else float(rate), [])
+      # The counter of the stage-1 draw: feed(step=i) draws as update i of a training run.
+      self.step = tf1.placeholder_with_default(tf.constant(0, tf.int64), [])
       self.model = modeling.BertModel(
           config, is_training, self.ids, self.mask, self.segments, suc_layers=suc_layers,
           replace_rate_prob=self.rate if (suc_layers and is_training and not finetune_suc) else None,
-          finetune_suc=finetune_suc, branch_hook=branch_hook)
+          finetune_suc=finetune_suc, branch_hook=branch_hook,
+          replace_draw_seed=modeling.replace_draw_seed(seed, self.step))
       self.extra = {}
       self.build_hook()
       self.saver = tf1.train.Saver()
@@ -92,9 +95,9 @@ class Graph(object):
     with self.graph.as_default():
       return sorted(v.op.name for v in tf1.global_variables())
 
-  def feed(self, inputs, rate=None):
+  def feed(self, inputs, rate=None, step=0):
     ids, mask, segments = inputs
-    feed = {self.ids: ids, self.mask: mask, self.segments: segments}
+    feed = {self.ids: ids, self.mask: mask, self.segments: segments, self.step: step}
     if rate is not None:
       feed[self.rate] = rate
     return feed
@@ -229,9 +232,9 @@ def test_only_the_drawn_branch_runs():
   g.sess.run(g.init)
   inputs = random_inputs()
   replaced_history = []
-  for _ in range(40):
+  for step in range(40):
     _, replaced = g.sess.run([g.model.get_sequence_output(), g.model.replaced_modules],
-                             g.feed(inputs, rate=0.5))
+                             g.feed(inputs, rate=0.5, step=step))
     replaced_history.append(replaced)
   replaced_history = np.array(replaced_history)
   for j in range(2):
@@ -244,8 +247,8 @@ def test_only_the_drawn_branch_runs():
   # At p = 0 and p = 1 the other branch never runs.
   for rate, idle, busy in ((0.0, "successor", "predecessor"), (1.0, "predecessor", "successor")):
     before = {k: g.sess.run(c) for k, c in g.counters.items()}
-    for _ in range(5):
-      g.sess.run(g.model.get_sequence_output(), g.feed(inputs, rate=rate))
+    for step in range(5):
+      g.sess.run(g.model.get_sequence_output(), g.feed(inputs, rate=rate, step=step))
     for j in range(2):
       assert g.sess.run(g.counters[(j, idle)]) == before[(j, idle)], (rate, j)
       assert g.sess.run(g.counters[(j, busy)]) == before[(j, busy)] + 5, (rate, j)
@@ -268,8 +271,9 @@ def test_stage1_successor_learns_through_the_predecessor_modules_after_it():
   g.sess.run(g.init)
   inputs = random_inputs()
   seen = set()
-  for _ in range(60):
-    values, replaced = g.sess.run([grads, g.model.replaced_modules], g.feed(inputs, rate=0.5))
+  for step in range(60):
+    values, replaced = g.sess.run([grads, g.model.replaced_modules],
+                                  g.feed(inputs, rate=0.5, step=step))
     norm_suc0 = sum(float(np.abs(x).sum()) for x in values[:len(suc0)])
     norm_pred = sum(float(np.abs(x).sum()) for x in values[len(suc0):])
     draw = tuple(bool(x) for x in replaced)
@@ -282,14 +286,41 @@ def test_stage1_successor_learns_through_the_predecessor_modules_after_it():
   assert (True, False) in seen and (True, True) in seen
 
 
+def _default_key_draws(graph_seed, steps):
+  """The draws of a Theseus graph keyed by default (graph seed, global_step) at `steps`."""
+  with tf.Graph().as_default():
+    tf1.set_random_seed(graph_seed)
+    ids = tf.constant(random_inputs()[0])
+    model = modeling.BertModel(tiny_config(), True, ids, suc_layers=4, replace_rate_prob=0.5)
+    global_step = tf1.train.get_global_step()
+    assert global_step.op.name == "global_step"  # created at the root scope
+    set_step = global_step.assign(tf1.placeholder(tf.int64, [], name="step"))
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      draws = []
+      for step in steps:
+        sess.run(set_step, {"step:0": step})
+        draws.append(tuple(sess.run(model.replaced_modules)))
+  return draws
+
+
+def test_default_draw_is_a_function_of_graph_seed_and_global_step():
+  steps = [0, 1, 2, 3, 2, 0]
+  draws = _default_key_draws(3, steps)
+  assert draws[4] == draws[2] and draws[5] == draws[0]  # the same step draws the same modules
+  assert len(set(draws[:4])) > 1  # other steps draw others
+  assert _default_key_draws(3, steps) == draws  # in another graph and session too
+  assert _default_key_draws(4, steps) != draws  # another seed, another sequence
+
+
 def test_replacement_frequency_and_independence():
   config = tiny_config(num_hidden_layers=4)
   g = Graph(config, is_training=True, suc_layers=4, seed=7)
   g.sess.run(g.init)
   inputs = random_inputs(batch=2, length=6)
   p, steps = 0.3, 2000
-  draws = np.array([g.sess.run(g.model.replaced_modules, g.feed(inputs, rate=p))
-                    for _ in range(steps)]).astype(np.float64)
+  draws = np.array([g.sess.run(g.model.replaced_modules, g.feed(inputs, rate=p, step=step))
+                    for step in range(steps)]).astype(np.float64)
   se = np.sqrt(p * (1 - p) / steps)
   for j in range(4):
     assert abs(draws[:, j].mean() - p) < 4 * se, (j, draws[:, j].mean())

@@ -1,9 +1,11 @@
 """A resumed run ends with the weights of an uninterrupted one, bit for bit, for both apps.
 
-Stage 1 at p = 1 with dropout off is deterministic, so an interrupted run that resumes from its
-checkpoint, and re-reads the data from where it stopped, must end with exactly the tensors (model,
-Adam slots, global_step) of a run that was never interrupted. A resume that restarted the data
-from the first batch, or training from scratch, would not.
+Stage 1 with dropout off is deterministic, so an interrupted run that resumes from its checkpoint,
+and re-reads the data from where it stopped, must end with exactly the tensors (model, Adam
+slots, global_step) of a run that was never interrupted. A resume that restarted the data from
+the first batch, or training from scratch, would not. At p = 0.5 the Theseus draw must also be
+the same after the restart: it is a function of (seed, update), not of a random state that a new
+process starts afresh.
 """
 
 import json
@@ -82,6 +84,22 @@ def test_classifier_resume_ends_with_the_uninterrupted_weights(shared_data_dir, 
         run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir,
         bert_config_file=tiny_config_file, vocab_file=os.path.join(minilm_dir, "vocab.txt"),
         output_dir=output_dir, **RUN)
+
+  _assert_resume_is_exact(make_cfg, classifier_task.ClassifierRun, tmp_path)
+
+
+def test_stage1_resume_redraws_the_same_modules(shared_data_dir, minilm_dir, tmp_path,
+                                                tiny_config_file):
+  import classifier_task  # pylint: disable=g-import-not-at-top
+  import run_classifier  # pylint: disable=g-import-not-at-top
+  import run_config  # pylint: disable=g-import-not-at-top
+  data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
+
+  def make_cfg(output_dir):
+    return run_config.RunConfig.from_defaults(
+        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir,
+        bert_config_file=tiny_config_file, vocab_file=os.path.join(minilm_dir, "vocab.txt"),
+        output_dir=output_dir, **dict(RUN, replacing_rate=0.5))
 
   _assert_resume_is_exact(make_cfg, classifier_task.ClassifierRun, tmp_path)
 
