@@ -7,6 +7,8 @@ because TensorFlow reads its settings once, at import:
 * TF_ENABLE_ONEDNN_OPTS=1 (unless set): oneDNN kernels. TensorFlow 2.21 leaves them off on CPUs
   without AVX-512; on the AVX2 machines the project is measured on they make training and
   inference about 1.3-1.6x faster (BENCHMARKS.md). TF_ENABLE_ONEDNN_OPTS=0 opts out.
+* --xla on the command line: TF_XLA_FLAGS gets --tf_xla_cpu_global_jit, without which
+  TensorFlow does not cluster CPU graphs for XLA (on GPUs --xla alone does).
 * TensorFlow's C++ start-up and runtime messages (CUDA probing, oneDNN notices, CPU-feature hints,
   "All log messages before absl::InitializeLog() ...", TFLite's delegate notice) are dropped.
   TensorFlow 2.21 writes them through Abseil logging before anything can configure it, and
@@ -34,6 +36,7 @@ import warnings
 import errors
 
 VERBOSE_FLAG = "tf_verbose"
+XLA_FLAG = "xla"
 
 # The filter process: stdin is this process's stderr, its own stderr the real one.
 _FILTER_CODE = r"""
@@ -59,21 +62,29 @@ for line in sys.stdin.buffer:
 _filter = {}  # "process", "stderr": the filter and a descriptor of the real stderr
 
 
-def wants_tensorflow_messages(argv):
-  """Whether the command line `argv` asks for TensorFlow's own messages (--tf_verbose)."""
-  verbose = False
+def bool_flag_on(argv, flag_name):
+  """Whether the command line `argv` turns the boolean flag `flag_name` on (the last one wins)."""
+  on = False
   for arg in argv:
     name, _, value = arg.lstrip("-").partition("=")
-    if name == VERBOSE_FLAG:
-      verbose = value.lower() not in ("0", "false", "no")
-    elif name == "no" + VERBOSE_FLAG:
-      verbose = False
-  return verbose
+    if name == flag_name:
+      on = value.lower() not in ("0", "false", "no")
+    elif name == "no" + flag_name:
+      on = False
+  return on
+
+
+def wants_tensorflow_messages(argv):
+  """Whether the command line `argv` asks for TensorFlow's own messages (--tf_verbose)."""
+  return bool_flag_on(argv, VERBOSE_FLAG)
 
 
 def prepare_process(argv):
   """Sets up a run script's process before TensorFlow is imported (see the module docstring)."""
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  if bool_flag_on(argv, XLA_FLAG):
+    os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") +
+                                  " --tf_xla_cpu_global_jit").strip()
   if not wants_tensorflow_messages(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     filter_tensorflow_stderr()
@@ -130,6 +141,17 @@ def _is_tensorflow_error(e):
 
 def _exit_with(message, code):
   sys.stderr.write("error: %s\n" % message)
+  close_stderr_filter()
+  os._exit(code)  # pylint: disable=protected-access
+
+
+def exit_now(code=0):
+  """Flushes the output and ends the process without running TensorFlow's teardown.
+
+  A multi-worker run ends so: closing a session on a tf.distribute.Server does not return.
+  """
+  sys.stdout.flush()
+  sys.stderr.flush()
   close_stderr_filter()
   os._exit(code)  # pylint: disable=protected-access
 

@@ -133,15 +133,31 @@ class AdamWeightDecayOptimizer(object):
     updates = []
     for grad, var in grads_and_vars:
       m, v = self._slots[var.op.name]
-      grad = tf.convert_to_tensor(grad)
-      next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-      next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
-      update = next_m / (tf.sqrt(next_v) + self.epsilon)
-      if self._use_weight_decay(var.op.name):
-        update += self.weight_decay_rate * var
-      updates.extend([var.assign_sub(self.learning_rate * update), m.assign(next_m),
-                      v.assign(next_v)])
+      updates.append(self.update_variable(var, grad, m, v))
     return tf.group(*updates, name=name)
+
+  def slots(self, var):
+    """The (m, v) slots of `var` (create_slots made them)."""
+    return self._slots[var.op.name]
+
+  def update_variable(self, var, grad, m, v, apply_update=None):
+    """The op of one Adam step of `var` with slots `m`, `v` (e.g. one replica's copies).
+
+    apply_update: optional bool scalar Tensor; where False, var, m and v keep their values (an
+    update skipped for an overflowed fp16 gradient).
+    """
+    grad = tf.convert_to_tensor(grad)
+    next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
+    next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
+    update = next_m / (tf.sqrt(next_v) + self.epsilon)
+    if self._use_weight_decay(var.op.name):
+      update += self.weight_decay_rate * var
+    next_var = var - self.learning_rate * update
+    if apply_update is not None:
+      next_var = tf.where(apply_update, next_var, var)
+      next_m = tf.where(apply_update, next_m, m)
+      next_v = tf.where(apply_update, next_v, v)
+    return tf.group(var.assign(next_var), m.assign(next_m), v.assign(next_v))
 
 
 def _apply_and_count(optimizer, grads_and_vars, global_step):

@@ -43,6 +43,7 @@ def define_common_flags():
   _define_training_flags()
   _define_theseus_flags()
   _define_distillation_flags()
+  _define_scale_flags()
   _define_tpu_flags()
 
 
@@ -133,6 +134,25 @@ def _define_distillation_flags():
   f.DEFINE_string("teacher_checkpoint", None, "The teacher (default: --init_checkpoint).")
   f.DEFINE_string("teacher_bert_config_file", None, "The teacher's bert_config.json (default: "
                   "--bert_config_file).")
+
+
+def _define_scale_flags():
+  """## Other parameters: devices, machines and precision (distribute.py, train_step.py)."""
+  f = flags
+  f.DEFINE_enum("distribute", "none", ["none", "mirrored", "multi_worker"],
+                "none: one process, one device; mirrored: the devices of --mirrored_devices in "
+                "one process; multi_worker: one worker of the TF_CONFIG cluster (see "
+                "launch_workers.py). --train_batch_size is the global batch.")
+  f.DEFINE_list("mirrored_devices", [], "--distribute=mirrored: the devices, e.g. "
+                "/gpu:0,/gpu:1 (default: every GPU, else the CPU).")
+  f.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"],
+                "Training compute precision of the encoder: fp32 weights always; bf16 / fp16 "
+                "compute (fp16 with dynamic loss scaling). Exports are fp32.")
+  f.DEFINE_float("fp16_initial_loss_scale", 2.0 ** 15, "--precision=fp16: the first loss scale.")
+  f.DEFINE_integer("fp16_loss_scale_window", 2000, "--precision=fp16: double the loss scale "
+                   "after this many updates without an overflow.")
+  f.DEFINE_bool(cli.XLA_FLAG, False, "XLA clustering of the training and inference graphs (give "
+                "it on the command line: on a CPU it takes effect before TensorFlow is imported).")
 
 
 def _define_tpu_flags():
@@ -331,9 +351,11 @@ def make_tokenizer(cfg):
 
 
 def session_config(cfg):
-  """The tf1.ConfigProto of the run's sessions (thread counts)."""
+  """The tf1.ConfigProto of the run's sessions (thread counts, XLA)."""
   config = tf1.ConfigProto()
   if cfg.num_threads:
     config.intra_op_parallelism_threads = cfg.num_threads
     config.inter_op_parallelism_threads = cfg.num_threads
+  if getattr(cfg, cli.XLA_FLAG, False):
+    config.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
   return config

@@ -28,6 +28,7 @@ import tensorflow as tf
 import checkpoints
 import cli
 import distillation
+import distribute
 import evaluation
 import export
 import run_config
@@ -46,6 +47,9 @@ def run(cfg, task_run):
     task, train_path, num_features, eval_path = task_run.train_inputs()
     results["train"] = trainer.train(cfg, bert_config, task, train_path, num_features, eval_path)
   if not (cfg.do_eval or cfg.do_predict or cfg.do_export):
+    return results
+  if not distribute.is_chief(cfg):
+    logging.info("Evaluation, prediction and export are the chief's (worker 0) work")
     return results
   checkpoint = checkpoints.checkpoint_for_inference(cfg)
   logging.info("Inference checkpoint: %s", checkpoint)
@@ -83,3 +87,5 @@ def absl_main(make_task_run, flag_values):
   if not cfg.tf_verbose:
     cli.quiet_tensorflow_python_logs()
   cli.run_main(lambda argv: run(cfg, make_task_run(cfg)), None)
+  if cfg.distribute == "multi_worker":
+    cli.exit_now(0)  # TensorFlow's teardown would wait on the cluster's server

@@ -11,6 +11,8 @@ from __future__ import print_function
 
 import collections
 
+import tensorflow as tf
+
 import modeling_theseus as modeling
 
 FeatureSet = collections.namedtuple("FeatureSet", ["name", "task", "path", "data"])
@@ -55,7 +57,8 @@ class TaskSpec(object):
 
 
 def build_model(bert_config, task, features, is_training, suc_layers=0, finetune_suc=False,
-                replace_rate=None, encoder_fn=None):
+                replace_rate=None, encoder_fn=None, replace_draw_seed=None,
+                compute_dtype=tf.float32):
   """The BertModel of a stage with the task head on top.
 
   Args:
@@ -64,7 +67,8 @@ def build_model(bert_config, task, features, is_training, suc_layers=0, finetune
     features: dict with int32 "input_ids", "input_mask", "segment_ids" [batch, length] (and the
       labels the head's loss reads, when training or evaluating).
     is_training: dropout on, and with suc_layers > 0 and not finetune_suc the Theseus graph.
-    suc_layers, finetune_suc, replace_rate, encoder_fn: as for modeling_theseus.BertModel.
+    suc_layers, finetune_suc, replace_rate, encoder_fn, replace_draw_seed, compute_dtype: as
+      for modeling_theseus.BertModel.
 
   Returns:
     (model, loss or None, outputs dict).
@@ -72,6 +76,7 @@ def build_model(bert_config, task, features, is_training, suc_layers=0, finetune
   model = modeling.BertModel(
       bert_config, is_training, features["input_ids"], features["input_mask"],
       features["segment_ids"], suc_layers=suc_layers, replace_rate_prob=replace_rate,
-      finetune_suc=finetune_suc, encoder_fn=encoder_fn)
+      finetune_suc=finetune_suc, encoder_fn=encoder_fn, replace_draw_seed=replace_draw_seed,
+      compute_dtype=compute_dtype)
   loss, outputs = task.build_head(model, features, is_training)
   return model, loss, outputs
