@@ -1,0 +1,174 @@
+"""Data-parallel training: two local workers train as one process with the same global batch.
+
+Each run is the real command line in subprocesses (launch_workers.py for the cluster), dropout
+off, bounded in time. Two workers must end with the weights of one process within 1e-6 (the
+all-reduce sums in another order), for stage 1 with gradient accumulation (where both workers
+must also log the same module draws), stage 2 and plain fine-tuning; a cluster that loses a
+worker to kill -9 and is restarted with the same command resumes and ends with the weights of an
+uninterrupted one.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from test_classifier_e2e import make_task_dir
+from test_resume_weights import TINY_CONFIG
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT_S = 240
+STAGE1 = ["--suc_layers=2", "--replacing_rate=0.5", "--gradient_accumulation_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, shared_data_dir, minilm_dir):
+  root = tmp_path_factory.mktemp("distributed")
+  config = root / "bert_config.json"
+  config.write_text(json.dumps(TINY_CONFIG))
+  common = ["--task_name=mrpc", "--data_dir=" + make_task_dir(shared_data_dir, root, "mrpc"),
+            "--bert_config_file=" + str(config),
+            "--vocab_file=" + os.path.join(minilm_dir, "vocab.txt"), "--do_train",
+            "--max_seq_length=64", "--train_batch_size=8", "--num_train_steps=6",
+            "--save_checkpoints_steps=2", "--log_every_n_steps=1", "--seed=5",
+            "--num_threads=1"]
+  return {"root": root, "common": common, "runs": {}}
+
+
+def _command(world, output_dir, extra):
+  return ([sys.executable, "run_classifier.py"] + world["common"] + extra +
+          ["--output_dir=" + str(output_dir)])
+
+
+def _run(command, num_workers=0):
+  """Runs `command` (as num_workers local workers when > 0); returns its output."""
+  if num_workers:
+    command = [sys.executable, "launch_workers.py", "--num_workers=%d" % num_workers,
+               "--timeout_s=%d" % (TIMEOUT_S - 10), "--"] + command
+  proc = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        timeout=TIMEOUT_S)
+  out = proc.stdout.decode("utf-8", "replace")
+  assert proc.returncode == 0, out[-3000:]
+  return out
+
+
+def _trained(world, name, extra, num_workers=0):
+  """The output dir of the run `name` (trained once per module) and its output."""
+  if name not in world["runs"]:
+    output_dir = world["root"] / name
+    world["runs"][name] = (output_dir, _run(_command(world, output_dir, extra), num_workers))
+  return world["runs"][name]
+
+
+def _tensors(output_dir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(output_dir)))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+def _assert_same_weights(a_dir, b_dir, atol):
+  a, b = _tensors(a_dir), _tensors(b_dir)
+  assert sorted(a) == sorted(b)
+  assert int(a["global_step"]) == int(b["global_step"]) == 6
+  worst = max(float(np.max(np.abs(a[n].astype(np.float64) - b[n]))) for n in a)
+  assert worst <= atol, worst
+  return a
+
+
+def _draws(output, worker):
+  """The module draws that `worker`'s progress lines report, one per update."""
+  return re.findall(r"\[worker %d\] .*worker %d: step \d+/\d+ .*drew (\d+)" % (worker, worker),
+                    output)
+
+
+def test_two_workers_train_stage1_as_one_process(world):
+  one_dir, _ = _trained(world, "stage1_one", STAGE1)
+  two_dir, out = _trained(world, "stage1_two", STAGE1, num_workers=2)
+  weights = _assert_same_weights(one_dir, two_dir, atol=1e-6)
+  assert any("/suc_layer_" in n for n in weights)
+  draws = [_draws(out, 0), _draws(out, 1)]
+  assert len(draws[0]) == 6 and draws[0] == draws[1], draws
+  assert len(set(draws[0])) > 1, draws  # the draw changes from update to update
+
+
+def test_two_workers_train_stage2_and_plain_fine_tuning_as_one_process(world):
+  stage1_dir, _ = _trained(world, "stage1_one", STAGE1)
+  stage2 = ["--suc_layers=2", "--finetune_suc",
+            "--init_checkpoint=" + tf.train.latest_checkpoint(str(stage1_dir))]
+  one_dir, _ = _trained(world, "stage2_one", stage2)
+  two_dir, _ = _trained(world, "stage2_two", stage2, num_workers=2)
+  _assert_same_weights(one_dir, two_dir, atol=1e-6)
+  plain = ["--suc_layers=0"]
+  one_dir, _ = _trained(world, "plain_one", plain)
+  two_dir, out = _trained(world, "plain_two", plain, num_workers=2)
+  _assert_same_weights(one_dir, two_dir, atol=1e-6)
+  # The chief alone writes checkpoints: worker 1 never says it saved one.
+  assert "Saved checkpoint" in out and not re.search(r"\[worker 1\].*Saved checkpoint", out)
+
+
+def _kill_worker_after_checkpoint(command, output_dir, step):
+  """Starts the cluster, kill -9s worker 1 once the chief has saved `step`; returns the output."""
+  launcher = subprocess.Popen(
+      [sys.executable, "launch_workers.py", "--num_workers=2", "--timeout_s=%d" % TIMEOUT_S,
+       "--"] + command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  marker = os.path.join(str(output_dir), "model.ckpt-%d.index" % step)
+  deadline = time.time() + TIMEOUT_S
+  lines = []
+  killed = False
+  for raw in iter(launcher.stdout.readline, b""):
+    line = raw.decode("utf-8", "replace")
+    lines.append(line)
+    if not killed and os.path.exists(marker):
+      pids = subprocess.run(["pgrep", "-f", "output_dir=%s( |$)" % output_dir],
+                            stdout=subprocess.PIPE).stdout.decode().split()
+      workers = [p for p in pids if _worker_index(p) == 1]
+      assert workers, "worker 1 not found"
+      os.kill(int(workers[0]), signal.SIGKILL)
+      killed = True
+    assert time.time() < deadline, "".join(lines[-30:])
+  launcher.wait(timeout=30)
+  assert killed, "".join(lines[-30:])
+  return launcher.returncode, "".join(lines)
+
+
+def _worker_index(pid):
+  """The TF_CONFIG task index of process `pid` (None if it has no TF_CONFIG)."""
+  try:
+    with open("/proc/%s/environ" % pid, "rb") as f:
+      env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+  except OSError:
+    return None
+  if b"TF_CONFIG" not in env:
+    return None
+  return json.loads(env[b"TF_CONFIG"])["task"]["index"]
+
+
+def test_a_cluster_restarted_after_kill_9_resumes_to_the_same_weights(world):
+  full_dir, _ = _trained(world, "stage1_two", STAGE1, num_workers=2)
+  resumed_dir = world["root"] / "stage1_killed"
+  command = _command(world, resumed_dir, STAGE1)
+  code, out = _kill_worker_after_checkpoint(command, resumed_dir, step=2)
+  assert code != 0, out[-2000:]
+  assert "a worker exited with" in out, out[-2000:]
+  assert not os.path.exists(os.path.join(str(resumed_dir), "train_results.json"))
+  out = _run(command, num_workers=2)
+  assert re.search(r"\[worker 0\].*Resumed from .*model\.ckpt-(2|4) at step (2|4)", out), out[-3000:]
+  assert re.search(r"\[worker 1\].*Resumed from .*model\.ckpt-(2|4) at step (2|4)", out), out[-3000:]
+  _assert_same_weights(full_dir, resumed_dir, atol=1e-6)
+
+
+def test_a_bad_tf_config_is_one_line(world):
+  env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                                               "task": {"type": "worker", "index": 3}}))
+  proc = subprocess.run(_command(world, world["root"] / "bad", ["--distribute=multi_worker"]),
+                        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        timeout=TIMEOUT_S)
+  assert proc.returncode == 2
+  assert proc.stderr.decode().strip().splitlines()[-1] == (
+      "error: TF_CONFIG task.index must be an integer in [0, 1), got 3")
