@@ -109,6 +109,13 @@ def parse_args(argv=None):
                       "timelines in <work_dir>/profiles and the top op types in the JSON")
   p.add_argument("--reuse_exports", action="store_true",
                  help="keep SavedModels already in <work_dir> instead of exporting again")
+  p.add_argument("--scaling", action="store_true",
+                 help="also time the training command at 1 process and 2 local workers, and "
+                      "(on a GPU, or with --scaling_precisions) fp32 / fp16 or bf16 / XLA: "
+                      "benchmarks/train_scaling.py")
+  p.add_argument("--scaling_steps", type=int, default=30, help="updates per --scaling run")
+  p.add_argument("--scaling_precisions", action="store_true",
+                 help="--scaling: time the precisions and XLA without a GPU too")
   p.add_argument("--json_out", default=None, help="default: <work_dir>/speed.json")
   args = p.parse_args(argv)
   args.batch_sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
@@ -1016,6 +1023,17 @@ def report(args, results):
       print("  %-34s traced %.0f ms, %d nodes, op-time %.0f ms: %s"
             % (name, prof["traced_step_ms"], prof["num_nodes"], prof["op_time_ms_sum"], tops))
   print("\nJSON: %s" % args.json_out)
+  if "scaling" in results:
+    sc = results["scaling"]
+    print("\nTRAINING COMMAND, predecessor, batch %d x %d (tokens/s of the global batch): 1 "
+          "process %.0f, 2 local workers %.0f (%.2fx) on %d cores"
+          % (args.train_batch_size, args.seq_length, sc["one_process_tokens_per_s"],
+             sc["two_workers_tokens_per_s"], sc["two_vs_one"], sc["cores"]))
+    if isinstance(results.get("precision"), dict):
+      for name, value in results["precision"].items():
+        print("  %-24s %8.0f tokens/s" % (name, value))
+    else:
+      print("  precision / XLA: %s" % results.get("precision"))
 
 
 def check_targets(args, results, num_layers):
@@ -1110,6 +1128,9 @@ def main(argv=None):
     run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file)
   if not args.skip_training:
     run_training(args, results, bert_config, bert_config_file)
+  if args.scaling:
+    import train_scaling  # pylint: disable=g-import-not-at-top
+    train_scaling.run(args, results, args.model_dir, bool(gpus))
   if hasattr(os, "getloadavg"):
     results["meta"]["load_average_end"] = list(os.getloadavg())
   check_targets(args, results, num_layers)

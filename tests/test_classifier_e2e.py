@@ -105,14 +105,14 @@ def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, t
                            "--replacing_rate=0.3", "--scheduler_linear_k=0.2",
                            "--init_checkpoint=" + pred_eval["checkpoint"]])
   # Every update is logged (--log_every_n_steps=1) with the linear schedule's rate
-  # p = min(1, 0.3 + 0.2 * step) and the share of modules drawn as successors.
-  logged = re.findall(r"step (\d)/4 \|.*\| replace rate ([0-9.]+) \(replaced ([0-9.]+)\)",
-                      proc.stderr)
-  assert [int(step) for step, _, _ in logged] == [1, 2, 3, 4], proc.stderr[-3000:]
-  for step, rate, replaced in logged:
+  # p = min(1, 0.3 + 0.2 * step), the share of modules drawn as successors and the draw.
+  logged = re.findall(r"step (\d)/4 \|.*\| replace rate ([0-9.]+) \(replaced ([0-9.]+), "
+                      r"drew ([01]{2})\)", proc.stderr)
+  assert [int(step) for step, _, _, _ in logged] == [1, 2, 3, 4], proc.stderr[-3000:]
+  for step, rate, replaced, drew in logged:
     allowed = [round(min(1.0, 0.3 + 0.2 * s), 3) for s in (int(step) - 1, int(step))]
     assert float(rate) in allowed, (step, rate)
-    assert float(replaced) in (0.0, 0.5, 1.0)
+    assert float(replaced) == drew.count("1") / 2.0, (replaced, drew)
   assert read_json(os.path.join(s1_dir, "train_results.json"))["replace_rate"] == pytest.approx(1.0)
   s1_ckpt = tf.train.latest_checkpoint(s1_dir)
   s1_names = {n for n, _ in tf.train.list_variables(s1_ckpt)}

@@ -1,11 +1,11 @@
 """Data-parallel training: two local workers train as one process with the same global batch.
 
 Each run is the real command line in subprocesses (launch_workers.py for the cluster), dropout
-off, bounded in time. Two workers must end with the weights of one process within 1e-6 (the
-all-reduce sums in another order), for stage 1 with gradient accumulation (where both workers
-must also log the same module draws), stage 2 and plain fine-tuning; a cluster that loses a
-worker to kill -9 and is restarted with the same command resumes and ends with the weights of an
-uninterrupted one.
+off, bounded in time. Two workers (or two mirrored replicas) must end with the weights of one
+process within 1e-6 (the all-reduce sums in another order), for stage 1 with gradient
+accumulation (where both workers must also log the same module draws), stage 2 and plain
+fine-tuning; a cluster that loses a worker to kill -9 and is restarted with the same command
+resumes and ends with the weights of an uninterrupted one.
 """
 
 import json
@@ -98,6 +98,7 @@ def test_two_workers_train_stage1_as_one_process(world):
 
 
 def test_two_workers_train_stage2_and_plain_fine_tuning_as_one_process(world):
+  """And two mirrored CPU replicas in one process, for plain fine-tuning."""
   stage1_dir, _ = _trained(world, "stage1_one", STAGE1)
   stage2 = ["--suc_layers=2", "--finetune_suc",
             "--init_checkpoint=" + tf.train.latest_checkpoint(str(stage1_dir))]
@@ -108,6 +109,9 @@ def test_two_workers_train_stage2_and_plain_fine_tuning_as_one_process(world):
   one_dir, _ = _trained(world, "plain_one", plain)
   two_dir, out = _trained(world, "plain_two", plain, num_workers=2)
   _assert_same_weights(one_dir, two_dir, atol=1e-6)
+  mirrored_dir, _ = _trained(world, "plain_mirrored", plain + [
+      "--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1"])  # two replicas, one process
+  _assert_same_weights(one_dir, mirrored_dir, atol=1e-6)
   # The chief alone writes checkpoints: worker 1 never says it saved one.
   assert "Saved checkpoint" in out and not re.search(r"\[worker 1\].*Saved checkpoint", out)
 
@@ -163,12 +167,19 @@ def test_a_cluster_restarted_after_kill_9_resumes_to_the_same_weights(world):
   _assert_same_weights(full_dir, resumed_dir, atol=1e-6)
 
 
-def test_a_bad_tf_config_is_one_line(world):
-  env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
-                                               "task": {"type": "worker", "index": 3}}))
-  proc = subprocess.run(_command(world, world["root"] / "bad", ["--distribute=multi_worker"]),
-                        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        timeout=TIMEOUT_S)
-  assert proc.returncode == 2
-  assert proc.stderr.decode().strip().splitlines()[-1] == (
+def _last_error_line(world, extra, env):
+  proc = subprocess.run(_command(world, world["root"] / "bad", extra), cwd=REPO_ROOT,
+                        env=dict(os.environ, **env), stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, timeout=TIMEOUT_S)
+  assert proc.returncode == 2, proc.stderr.decode()[-2000:]
+  return proc.stderr.decode().strip().splitlines()[-1]
+
+
+def test_bad_cluster_settings_are_one_line(world):
+  tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
+                          "task": {"type": "worker", "index": 3}})
+  assert _last_error_line(world, ["--distribute=multi_worker"], {"TF_CONFIG": tf_config}) == (
       "error: TF_CONFIG task.index must be an integer in [0, 1), got 3")
+  assert _last_error_line(world, ["--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1",
+                                  "--train_batch_size=3"], {}) == (
+      "error: --train_batch_size=3 (the global batch) must be a multiple of the 2 replicas")
