@@ -10,8 +10,8 @@ which holds graph building and warm-up:
 * scaling: the predecessor's fine-tuning with 1 process and with 2 local workers
   (launch_workers.py), each worker given half the cores;
 * precision (where TensorFlow sees a GPU, or with --scaling_precisions on any machine):
-  predecessor, stage 1 (p = 0.5) and stage 2 in fp32, in fp16 on a GPU (bf16 on a CPU), and fp32
-  with --xla.
+  predecessor, stage 1 (p = 0.5) and stage 2 (from the stage-1 fp32 run's weights) in fp32, in
+  fp16 on a GPU (bf16 on a CPU), and fp32 with --xla.
 """
 
 from __future__ import absolute_import
@@ -90,7 +90,13 @@ def run_config(work_dir, name, model_dir, args, extra, num_workers=1, threads=0)
 
 STAGES = (("predecessor", []),
           ("stage1", ["--suc_layers=3", "--replacing_rate=0.5"]),
-          ("stage2", ["--suc_layers=3", "--finetune_suc"]))
+          ("stage2", ["--suc_layers=3", "--finetune_suc"]))  # from the stage1_fp32 run's weights
+
+
+def _last_checkpoint(output_dir):
+  with open(os.path.join(output_dir, "checkpoint")) as f:
+    name = f.readline().split(":", 1)[1].strip().strip('"')
+  return os.path.join(output_dir, os.path.basename(name))
 
 
 def run(args, results, model_dir, has_gpu):
@@ -112,6 +118,9 @@ def run(args, results, model_dir, has_gpu):
   low = "fp16" if has_gpu else "bf16"
   table = {}
   for stage, flags in STAGES:
+    if stage == "stage2":
+      flags = flags + ["--init_checkpoint=" + _last_checkpoint(
+          os.path.join(args.work_dir, "scaling", "stage1_fp32"))]
     for label, extra in (("fp32", []), (low, ["--precision=" + low]), ("fp32_xla", ["--xla"])):
       table["%s_%s" % (stage, label)] = run_config(args.work_dir, "%s_%s" % (stage, label),
                                                    model_dir, args, flags + extra)
