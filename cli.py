@@ -148,7 +148,7 @@ def _exit_with(message, code):
 def exit_now(code=0):
   """Flushes the output and ends the process without running TensorFlow's teardown.
 
-  A multi-worker run ends so: closing a session on a tf.distribute.Server does not return.
+  A multi-worker run ends so: Session.close() with a tf.distribute.Server target does not return.
   """
   sys.stdout.flush()
   sys.stderr.flush()
