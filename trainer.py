@@ -5,8 +5,10 @@ graph, start the session, then step until the last update, saving (and evaluatin
 --save_checkpoints_steps updates. The helpers it calls have one job each:
 
 * `plan_training`: the number of updates, the warmup, and the checkpoint a run resumes from;
-* `build_train_graph`: data, model, replace rate, optimizer, summaries and the saver, with the
-  model initialised from --init_checkpoint by the Theseus rules on a fresh run;
+* `build_train_graph`: data, model, replace rate, the update (train_step.py, under the run's
+  tf.distribute strategy: distribute.py), summaries and the saver, with the model initialised
+  from --init_checkpoint by the Theseus rules on a fresh run;
+* `run_update`: the micro-batches of one update, then the update;
 * `CheckpointKeeper`: writes checkpoints (never one with NaN / Inf weights), evaluates them with
   --evaluate_during_training and keeps the best in <output_dir>/best;
 * `ProgressLog`: steps/s, examples/s, tokens/s, loss, learning rate, replace rate and ETA.
