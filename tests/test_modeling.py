@@ -313,6 +313,28 @@ def test_default_draw_is_a_function_of_graph_seed_and_global_step():
   assert _default_key_draws(4, steps) != draws  # another seed, another sequence
 
 
+def _draws_under(xla, guarded, steps=5):
+  """Draws of 64 modules at p = 0.5 for `steps` keys, built inside an XLA jit_scope or not."""
+  with tf.Graph().as_default():
+    key = tf1.placeholder(tf.int64, [2])
+    with tf.xla.experimental.jit_scope() if xla else tf.name_scope("plain"):
+      if guarded:
+        drawn = modeling.draw_replacements(64, 0.5, key)
+      else:  # the same draw without the guard: XLA compiles it
+        drawn = tf.less(tf.random.stateless_uniform([64], seed=key), 0.5)
+      drawn = tf.cast(drawn, tf.float32) * 1.0  # an op after it, in the cluster
+    with tf1.Session() as sess:
+      return [sess.run(drawn, {key: [3, step]}).tolist() for step in range(steps)]
+
+
+def test_the_draw_is_kept_out_of_xla_clusters():
+  plain = _draws_under(xla=False, guarded=True)
+  assert _draws_under(xla=True, guarded=True) == plain
+  # Compiled by XLA the stateless generator gives other numbers for the same key: what the
+  # guard is for (were this equal, the test above would prove nothing).
+  assert _draws_under(xla=True, guarded=False) != plain
+
+
 def test_replacement_frequency_and_independence():
   config = tiny_config(num_hidden_layers=4)
   g = Graph(config, is_training=True, suc_layers=4, seed=7)
