@@ -91,9 +91,11 @@ def make_cluster(cfg, session_config):
                            % (", ".join(DISTRIBUTE_MODES), cfg.distribute))
     config = tf1.ConfigProto()
     config.CopyFrom(session_config)
-    build = {"none": _local_cluster, "mirrored": _mirrored_cluster,
-             "multi_worker": _multi_worker_cluster}[cfg.distribute]
-    _process_cluster[key] = build(cfg, config)
+    if cfg.distribute == "none":
+      _process_cluster[key] = local_cluster(config)
+    else:
+      build = {"mirrored": _mirrored_cluster, "multi_worker": _multi_worker_cluster}
+      _process_cluster[key] = build[cfg.distribute](cfg, config)
   cluster = _process_cluster[key]
   if cfg.train_batch_size % cluster.num_replicas:
     raise InputDataError("--train_batch_size=%d (the global batch) must be a multiple of the %d "
@@ -106,11 +108,6 @@ def local_cluster(session_config=None):
   return Cluster(mode="none", strategy=tf.distribute.get_strategy(), target="",
                  session_config=session_config or tf1.ConfigProto(), is_chief=True,
                  worker_index=0, num_workers=1, num_replicas=1)
-
-
-def _local_cluster(cfg, config):
-  del cfg
-  return local_cluster(config)
 
 
 def is_chief(cfg):
@@ -155,9 +152,9 @@ def _multi_worker_cluster(cfg, config):
 
 def replica_share(global_batch, num_replicas):
   """This replica's rows of a global batch (in replica context): dict of [batch / R, ...]."""
-  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
   if num_replicas == 1:
     return dict(global_batch)
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
   share = {}
   for name, tensor in global_batch.items():
     rows = tf.shape(tensor)[0] // num_replicas
