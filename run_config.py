@@ -278,6 +278,12 @@ def _check_values(cfg):
     raise InputDataError("--learning_rate must be > 0")
   if not 0.0 <= cfg.warmup_proportion <= 1.0:
     raise InputDataError("--warmup_proportion must be in [0, 1]")
+  if not 0.0 < cfg.fp16_initial_loss_scale < float("inf"):
+    raise InputDataError("--fp16_initial_loss_scale must be a finite number > 0, got %r"
+                         % cfg.fp16_initial_loss_scale)
+  if cfg.fp16_loss_scale_window < 1:
+    raise InputDataError("--fp16_loss_scale_window must be >= 1, got %r"
+                         % cfg.fp16_loss_scale_window)
   for group in cfg.stage1_also_train:
     if group not in optimization.STAGE1_EXTRA_SCOPES:
       raise InputDataError("--stage1_also_train: unknown group %r (choose from %s)"

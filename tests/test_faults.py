@@ -376,6 +376,15 @@ def case_bad_batch_size(ctx):
   return {"train_batch_size": 0}, ["error: --train_batch_size must be >= 1, got 0"]
 
 
+def case_bad_loss_scale(ctx):
+  return {"precision": "fp16", "fp16_initial_loss_scale": 0}, [
+      "error: --fp16_initial_loss_scale must be a finite number > 0, got 0.0"]
+
+
+def case_bad_loss_scale_window(ctx):
+  return {"fp16_loss_scale_window": 0}, ["error: --fp16_loss_scale_window must be >= 1, got 0"]
+
+
 # (setup, also run through the command line in a subprocess: one per category)
 BAD_INPUTS = [
     # data
@@ -412,6 +421,8 @@ BAD_INPUTS = [
     (case_unknown_task, False),
     (case_max_seq_length_too_long, False),
     (case_bad_batch_size, False),
+    (case_bad_loss_scale, False),
+    (case_bad_loss_scale_window, False),
 ]
 
 
