@@ -54,6 +54,8 @@ def read_tf_config(environ=None):
     spec = json.loads(text)
     workers = spec["cluster"]["worker"]
     task = spec["task"]
+    if not isinstance(task, dict):
+      raise TypeError("task is %r, not an object" % (task,))
   except (ValueError, KeyError, TypeError) as e:
     raise InputDataError("TF_CONFIG is not {\"cluster\": {\"worker\": [...]}, \"task\": "
                          "{...}} (%s: %s)" % (type(e).__name__, e))
@@ -68,7 +70,7 @@ def read_tf_config(environ=None):
   if task.get("type") != "worker":
     raise InputDataError("TF_CONFIG task.type must be \"worker\", got %r" % (task.get("type"),))
   index = task.get("index")
-  if not isinstance(index, int) or not 0 <= index < len(workers):
+  if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(workers):
     raise InputDataError("TF_CONFIG task.index must be an integer in [0, %d), got %r"
                          % (len(workers), index))
   return workers, index

@@ -1,11 +1,12 @@
 """Data-parallel training: two local workers train as one process with the same global batch.
 
 Each run is the real command line in subprocesses (launch_workers.py for the cluster), dropout
-off, bounded in time. Two workers (or two mirrored replicas) must end with the weights of one
-process within 1e-6 (the all-reduce sums in another order), for stage 1 with gradient
-accumulation (where both workers must also log the same module draws), stage 2 and plain
-fine-tuning; a cluster that loses a worker to kill -9 and is restarted with the same command
-resumes and ends with the weights of an uninterrupted one.
+off, bounded in time. Two workers must end with the weights of one process within 1e-6 (the
+all-reduce sums in another order) for stage 1 with gradient accumulation (where both workers
+must also log the same module draws) and stage 2, and so must two mirrored replicas in one
+process for plain fine-tuning; a cluster that loses a worker to kill -9 and is restarted with
+the same command resumes and ends with the weights of an uninterrupted one. TF_CONFIG errors
+are checked in-process.
 """
 
 import json
@@ -19,6 +20,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import distribute
+import errors
 
 from test_classifier_e2e import make_task_dir
 from test_resume_weights import TINY_CONFIG
@@ -97,23 +101,21 @@ def test_two_workers_train_stage1_as_one_process(world):
   assert len(set(draws[0])) > 1, draws  # the draw changes from update to update
 
 
-def test_two_workers_train_stage2_and_plain_fine_tuning_as_one_process(world):
-  """And two mirrored CPU replicas in one process, for plain fine-tuning."""
+def test_two_workers_train_stage2_and_two_replicas_fine_tune_as_one_process(world):
+  """Stage 2 on two workers; plain fine-tuning on two mirrored CPU replicas in one process."""
   stage1_dir, _ = _trained(world, "stage1_one", STAGE1)
   stage2 = ["--suc_layers=2", "--finetune_suc",
             "--init_checkpoint=" + tf.train.latest_checkpoint(str(stage1_dir))]
   one_dir, _ = _trained(world, "stage2_one", stage2)
-  two_dir, _ = _trained(world, "stage2_two", stage2, num_workers=2)
+  two_dir, out = _trained(world, "stage2_two", stage2, num_workers=2)
   _assert_same_weights(one_dir, two_dir, atol=1e-6)
-  plain = ["--suc_layers=0"]
-  one_dir, _ = _trained(world, "plain_one", plain)
-  two_dir, out = _trained(world, "plain_two", plain, num_workers=2)
-  _assert_same_weights(one_dir, two_dir, atol=1e-6)
-  mirrored_dir, _ = _trained(world, "plain_mirrored", plain + [
-      "--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1"])  # two replicas, one process
-  _assert_same_weights(one_dir, mirrored_dir, atol=1e-6)
   # The chief alone writes checkpoints: worker 1 never says it saved one.
   assert "Saved checkpoint" in out and not re.search(r"\[worker 1\].*Saved checkpoint", out)
+  plain = ["--suc_layers=0"]
+  one_dir, _ = _trained(world, "plain_one", plain)
+  mirrored_dir, _ = _trained(world, "plain_mirrored", plain + [
+      "--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1"])
+  _assert_same_weights(one_dir, mirrored_dir, atol=1e-6)
 
 
 def _kill_worker_after_checkpoint(command, output_dir, step):
@@ -175,11 +177,39 @@ def _last_error_line(world, extra, env):
   return proc.stderr.decode().strip().splitlines()[-1]
 
 
-def test_bad_cluster_settings_are_one_line(world):
-  tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
-                          "task": {"type": "worker", "index": 3}})
-  assert _last_error_line(world, ["--distribute=multi_worker"], {"TF_CONFIG": tf_config}) == (
-      "error: TF_CONFIG task.index must be an integer in [0, 1), got 3")
+BAD_TF_CONFIGS = [
+    (None, "--distribute=multi_worker needs TF_CONFIG, e.g."),
+    ("{not json", "TF_CONFIG is not {\"cluster\": {\"worker\": [...]}, \"task\": {...}} "
+                  "(JSONDecodeError"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not {\"cluster\""),
+    ('{"cluster": {"worker": ["a:1"]}, "task": []}', "TF_CONFIG is not {\"cluster\""),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: only a \"worker\" job is supported (worker 0 is the chief), found ps"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG cluster.worker must be a list of \"host:port\", got ['a']"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+     "TF_CONFIG task.type must be \"worker\", got 'chief'"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+     "TF_CONFIG task.index must be an integer in [0, 1), got 3"),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": true}}',
+     "TF_CONFIG task.index must be an integer in [0, 2), got True"),
+]
+
+
+@pytest.mark.parametrize("tf_config, message", BAD_TF_CONFIGS)
+def test_a_bad_tf_config_is_one_line(tf_config, message):
+  environ = {} if tf_config is None else {"TF_CONFIG": tf_config}
+  with pytest.raises(errors.InputDataError) as e:
+    distribute.read_tf_config(environ)
+  assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_good_tf_config_gives_the_workers_and_this_index():
+  tf_config = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}'
+  assert distribute.read_tf_config({"TF_CONFIG": tf_config}) == (["a:1", "b:2"], 1)
+
+
+def test_a_batch_the_replicas_cannot_share_is_one_line_on_the_command_line(world):
   assert _last_error_line(world, ["--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1",
                                   "--train_batch_size=3"], {}) == (
       "error: --train_batch_size=3 (the global batch) must be a multiple of the 2 replicas")
