@@ -9,6 +9,6 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 # cores well. THESEUS_TEST_WORKERS=0 runs everything in this process.
 WORKERS=${THESEUS_TEST_WORKERS:-2}
 if [ "$WORKERS" = "0" ]; then
-  exec ${PYTHON:-python3} -m pytest -q -rs tests "$@"
+  exec ${PYTHON:-python3} -m pytest -q -rs --durations=10 tests "$@"
 fi
-exec ${PYTHON:-python3} -m pytest -q -rs -n "$WORKERS" --dist loadfile tests "$@"
+exec ${PYTHON:-python3} -m pytest -q -rs --durations=10 -n "$WORKERS" --dist loadfile tests "$@"
