@@ -328,8 +328,10 @@ def plot_task(task, per_seed, main_metric, schedule, path, notes=()):
   x = np.arange(0, schedule["s1_steps"] + schedule["s2_steps"] + 1)
   const = np.where(x <= schedule["s1_steps"], 0.5, 1.0)
   linear = np.minimum(1.0, schedule["linear_start"] + schedule["linear_k"] * x)
-  ax2.plot(x, const, "k:", alpha=0.5, label="replace rate (const)")
-  ax2.plot(x, linear, "k--", alpha=0.5, label="replace rate (linear)")
+  if any(m in per_seed[0] for m in ("theseus_const", "theseus_kd")):
+    ax2.plot(x, const, "k:", alpha=0.5, label="replace rate (const)")
+  if any(m in per_seed[0] for m in ("theseus_linear", "theseus_linear2")):
+    ax2.plot(x, linear, "k--", alpha=0.5, label="replace rate (linear)")
   ax2.set_ylabel("replace rate p")
   ax2.set_ylim(0, 1.05)
   lines = ax.get_legend_handles_labels()
