@@ -175,6 +175,10 @@ def test_googles_helper_functions_match_google():
           var.load(sess.run(var) + rng.normal(0, 0.2, var.shape.as_list()), sess)
       _copy_scope(sess, "google", "ours")
       google, ours = sess.run([results["google"], results["ours"]])
+  # float32 rounding, relative to the output's scale: with weights at initializer_range 0.5 the
+  # layer outputs reach |x| ~ 3, and oneDNN's kernels (chosen by the CPU's instruction set) sum in
+  # another order than the reference graph, e.g. 1.3e-5 apart on an AMD EPYC.
   for i, (g, o) in enumerate(zip(google, ours)):
     assert g.shape == o.shape, i
-    assert np.abs(g - o).max() < 1e-5, (i, np.abs(g - o).max())
+    tolerance = 1e-5 * max(1.0, float(np.abs(g).max()))
+    assert np.abs(g - o).max() < tolerance, (i, np.abs(g - o).max(), tolerance)
