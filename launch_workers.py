@@ -10,10 +10,6 @@ worker fails, the others are stopped, and the launcher exits with the failed wor
 each with its own TF_CONFIG (README "Several GPUs, several machines").
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import json
 import os

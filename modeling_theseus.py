@@ -20,10 +20,6 @@ from float32 variables (cast where they are read); LayerNorm, the attention soft
 embeddings, the pooler and everything after the encoder stay float32.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import collections
 import contextlib
 import copy
@@ -36,30 +32,13 @@ import tensorflow as tf
 # TensorFlow 2's implementation of tf.cond (a functional If), used in every control-flow mode.
 from tensorflow.python.ops import cond_v2  # pylint: disable=g-direct-tensorflow-import
 
+from theseus import names
+from theseus.stage import SUC_INIT_RULES
+from theseus.stage import Stage
+
 tf1 = tf.compat.v1
 
-# Rules for the predecessor layer that initialises successor module j (group size r).
-SUC_INIT_RULES = {
-    "first": lambda j, r: j,  # layer j, as both reference implementations do
-    "group_first": lambda j, r: j * r,  # first layer of group j
-    "group_last": lambda j, r: j * r + r - 1,  # last layer of group j
-}
-
-_LAYER_RE = re.compile(r"^bert/encoder/layer_(\d+)/(.*)$")
-_LAYER_NAME_RE = re.compile(r"(suc_)?layer_\d+")
-_SUC_LAYER_RE = re.compile(r"^bert/encoder/suc_layer_(\d+)/(.*)$")
-
-# Sub-variable names of one transformer layer, relative to its layer scope.
-LAYER_VARIABLE_NAMES = (
-    "attention/self/query/kernel", "attention/self/query/bias",
-    "attention/self/key/kernel", "attention/self/key/bias",
-    "attention/self/value/kernel", "attention/self/value/bias",
-    "attention/output/dense/kernel", "attention/output/dense/bias",
-    "attention/output/LayerNorm/beta", "attention/output/LayerNorm/gamma",
-    "intermediate/dense/kernel", "intermediate/dense/bias",
-    "output/dense/kernel", "output/dense/bias",
-    "output/LayerNorm/beta", "output/LayerNorm/gamma",
-)
+LAYER_VARIABLE_NAMES = names.LAYER_VARIABLE_NAMES
 
 
 # The bert_config.json field that says which GELU "gelu" is (see BertConfig).
@@ -450,31 +429,39 @@ def transformer_model_theseus(input_tensor,
   Raises:
     ValueError: n does not divide L, n > L, a constant rate outside [0, 1], an unknown mode.
   """
-  num_layers = config.num_hidden_layers
-  if mode not in ("predecessor", "theseus", "successor"):
-    raise ValueError("unknown encoder mode %r" % (mode,))
-  if mode == "predecessor":
-    suc_layers = 0
-  group_size = check_theseus_layers(num_layers, suc_layers)
-  if mode != "predecessor" and suc_layers == 0:
-    raise ValueError("mode %r needs suc_layers > 0" % mode)
+  group_size = _encoder_group_size(config.num_hidden_layers, suc_layers, mode)
 
   def run_layers(x, param_list):
     for params in param_list:
       # Ops named after their layer (layer_i / suc_layer_j), so profiles read per layer.
-      with tf.name_scope(_LAYER_NAME_RE.search(params["output/dense/kernel"].op.name).group(0)):
+      layer = names.LAYER_SCOPE_RE.search(params["output/dense/kernel"].op.name).group(0)
+      with tf.name_scope(layer):
         x = transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
                               hidden_dropout_prob, attention_probs_dropout_prob)
     return x
 
   if mode == "predecessor":
-    return _stacked_layers(input_tensor, "layer_%d", num_layers, config, run_layers), None
+    return _stacked_layers(input_tensor, names.LAYER_PATTERN, config.num_hidden_layers, config,
+                           run_layers), None
   if mode == "successor":
-    return _stacked_layers(input_tensor, "suc_layer_%d", suc_layers, config, run_layers), None
+    return _stacked_layers(input_tensor, names.SUC_LAYER_PATTERN, suc_layers, config,
+                           run_layers), None
   if replace_draw_seed is None:
     replace_draw_seed = default_replace_draw_seed()
   return _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob,
                           replace_draw_seed, run_layers, branch_hook)
+
+
+def _encoder_group_size(num_layers, suc_layers, mode):
+  """The group size r of an encoder graph (0 for "predecessor"); ValueError when it is wrong."""
+  if mode not in ("predecessor", "theseus", "successor"):
+    raise ValueError("unknown encoder mode %r" % (mode,))
+  if mode == "predecessor":
+    return check_theseus_layers(num_layers, 0)
+  group_size = check_theseus_layers(num_layers, suc_layers)
+  if suc_layers == 0:
+    raise ValueError("mode %r needs suc_layers > 0" % mode)
+  return group_size
 
 
 def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
@@ -508,9 +495,9 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
   replaced = draw_replacements(suc_layers, replace_rate_prob, draw_seed)
 
   # Variables are created outside the conditional; the branches only compute.
-  pred_params = [create_transformer_layer_variables("layer_%d" % i, config)
+  pred_params = [create_transformer_layer_variables(names.LAYER_PATTERN % i, config)
                  for i in range(config.num_hidden_layers)]
-  suc_params = [create_transformer_layer_variables("suc_layer_%d" % j, config)
+  suc_params = [create_transformer_layer_variables(names.SUC_LAYER_PATTERN % j, config)
                 for j in range(suc_layers)]
   outputs = []
   prev = input_tensor
@@ -634,6 +621,30 @@ class BertModel(object):
                       token_type_ids=segments, suc_layers=3,
                       replace_rate_prob=get_replace_rate(global_step, "linear", 0.3, 1e-4))
     pooled = model.get_pooled_output()  # [batch_size, hidden_size]
+
+  The first seven arguments are google-research/bert's, in its order:
+    config: BertConfig of the predecessor (num_hidden_layers = L).
+    is_training: bool; dropout is on only when True. With suc_layers > 0 and False, the graph
+      is the successor alone (evaluation / prediction / export).
+    input_ids: int32 Tensor [batch_size, seq_length]; seq_length may be dynamic.
+    input_mask: optional int32 Tensor [batch_size, seq_length], 1 for real tokens.
+    token_type_ids: optional int32 Tensor [batch_size, seq_length].
+    use_one_hot_embeddings: word lookup by one-hot matmul (as on TPUs) instead of a gather.
+    scope: variable scope, default "bert".
+  Module replacing and how the encoder computes:
+    suc_layers: n successor modules; 0 builds the plain L-layer BERT.
+    replace_rate_prob: p, float or scalar Tensor, for the Theseus graph.
+    finetune_suc: with suc_layers > 0, build the successor-only graph (stage 2).
+    branch_hook: see transformer_model_theseus.
+    encoder_fn: the encoder, a callable with the signature and return value of
+      transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
+    replace_draw_seed: the Theseus graph's draw key, int Tensor [2] (default: from the graph
+      seed and global_step; see transformer_model_theseus).
+    compute_dtype: tf.float32, tf.bfloat16 or tf.float16: the dtype the encoder layers compute
+      in (see the module docstring). The outputs are float32 in every case.
+
+  Raises:
+    ValueError: an impossible config (BertConfig.validate) or Theseus setting.
   """
 
   def __init__(self,
@@ -651,41 +662,13 @@ class BertModel(object):
                encoder_fn=None,
                replace_draw_seed=None,
                compute_dtype=tf.float32):
-    """Builds the graph.
-
-    The first seven arguments are google-research/bert's, in its order.
-
-    Args:
-      config: BertConfig of the predecessor (num_hidden_layers = L).
-      is_training: bool; dropout is on only when True. With suc_layers > 0 and False, the graph
-        is the successor alone (evaluation / prediction / export).
-      input_ids: int32 Tensor [batch_size, seq_length]; seq_length may be dynamic.
-      input_mask: optional int32 Tensor [batch_size, seq_length], 1 for real tokens.
-      token_type_ids: optional int32 Tensor [batch_size, seq_length].
-      use_one_hot_embeddings: word lookup by one-hot matmul (as on TPUs) instead of a gather.
-      scope: variable scope, default "bert".
-      suc_layers: n successor modules; 0 builds the plain L-layer BERT.
-      replace_rate_prob: p, float or scalar Tensor, for the Theseus graph.
-      finetune_suc: with suc_layers > 0, build the successor-only graph (stage 2).
-      branch_hook: see transformer_model_theseus.
-      encoder_fn: the encoder, a callable with the signature and return value of
-        transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
-      replace_draw_seed: the Theseus graph's draw key, int Tensor [2] (default: from the graph
-        seed and global_step; see transformer_model_theseus).
-      compute_dtype: tf.float32, tf.bfloat16 or tf.float16: the dtype the encoder layers
-        compute in (see the module docstring). The outputs are float32 in every case.
-
-    Raises:
-      ValueError: an impossible config (BertConfig.validate) or Theseus setting.
-    """
+    """Builds the graph (the arguments: see the class docstring)."""
     config = copy.deepcopy(config)
     config.validate()
     self.config = config
     hidden_dropout_prob = config.hidden_dropout_prob if is_training else 0.0
-    attention_dropout_prob = config.attention_probs_dropout_prob if is_training else 0.0
     check_theseus_layers(config.num_hidden_layers, suc_layers)
-    self.mode = ("predecessor" if suc_layers == 0 else
-                 "theseus" if is_training and not finetune_suc else "successor")
+    self.mode = Stage.of(suc_layers, finetune_suc).encoder_graph(is_training)
 
     input_ids = tf.convert_to_tensor(input_ids)
     shape = tf.shape(input_ids)
@@ -700,31 +683,38 @@ class BertModel(object):
         self.embedding_table, self.embedding_output = _embeddings(  # [B, T, H]
             config, input_ids, token_type_ids, seq_length, hidden_dropout_prob,
             use_one_hot_embeddings)
-
       with tf1.variable_scope("encoder"):
-        mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)
-        attention_bias = (1.0 - mask) * -10000.0
-        flat_input = tf.reshape(self.embedding_output, [batch_size * seq_length, config.hidden_size])
-        encoder_fn = encoder_fn or transformer_model_theseus
-        getter = compute_dtype_getter(compute_dtype)
-        with (tf1.variable_scope(tf1.get_variable_scope(), custom_getter=getter) if getter
-              else contextlib.nullcontext()):
-          layer_outputs, self.replaced_modules = encoder_fn(
-              tf.cast(flat_input, compute_dtype), attention_bias, batch_size, seq_length, config,
-              suc_layers=suc_layers, mode=self.mode, replace_rate_prob=replace_rate_prob,
-              hidden_dropout_prob=hidden_dropout_prob,
-              attention_probs_dropout_prob=attention_dropout_prob, branch_hook=branch_hook,
-              replace_draw_seed=replace_draw_seed)
-        self.all_encoder_layers = [
-            tf.reshape(tf.cast(x, tf.float32), [batch_size, seq_length, config.hidden_size])
-            for x in layer_outputs]
+        self._build_encoder(input_mask, batch_size, seq_length, encoder_fn or
+                            transformer_model_theseus, compute_dtype, dict(
+                                suc_layers=suc_layers, mode=self.mode,
+                                replace_rate_prob=replace_rate_prob,
+                                hidden_dropout_prob=hidden_dropout_prob,
+                                attention_probs_dropout_prob=(
+                                    config.attention_probs_dropout_prob if is_training else 0.0),
+                                branch_hook=branch_hook, replace_draw_seed=replace_draw_seed))
       self.sequence_output = self.all_encoder_layers[-1]
-
       with tf1.variable_scope("pooler"):
         first_token = self.sequence_output[:, 0, :]
         kernel, bias = create_dense_variables("dense", config.hidden_size, config.hidden_size,
                                               config.initializer_range)
         self.pooled_output = dense(first_token, kernel, bias, tf.tanh)
+
+  def _build_encoder(self, input_mask, batch_size, seq_length, encoder_fn, compute_dtype,
+                     encoder_args):
+    """Sets all_encoder_layers ([B, T, H] float32 each) and replaced_modules (stage 1)."""
+    hidden_size = self.config.hidden_size
+    mask = tf.cast(tf.reshape(input_mask, [batch_size, 1, 1, seq_length]), tf.float32)
+    attention_bias = (1.0 - mask) * -10000.0
+    flat_input = tf.reshape(self.embedding_output, [batch_size * seq_length, hidden_size])
+    getter = compute_dtype_getter(compute_dtype)
+    with (tf1.variable_scope(tf1.get_variable_scope(), custom_getter=getter) if getter
+          else contextlib.nullcontext()):
+      layer_outputs, self.replaced_modules = encoder_fn(
+          tf.cast(flat_input, compute_dtype), attention_bias, batch_size, seq_length,
+          self.config, **encoder_args)
+    self.all_encoder_layers = [
+        tf.reshape(tf.cast(x, tf.float32), [batch_size, seq_length, hidden_size])
+        for x in layer_outputs]
 
   def get_pooled_output(self):
     """float Tensor [batch_size, hidden_size]: tanh(dense([CLS] output))."""
@@ -795,16 +785,7 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
 
 def checkpoint_layer_counts(init_checkpoint):
   """Returns (number of `layer_i` layers, number of `suc_layer_j` modules) in a checkpoint."""
-  ckpt_vars = _checkpoint_variables(init_checkpoint)
-  layers, suc = set(), set()
-  for name in ckpt_vars:
-    m = _LAYER_RE.match(name)
-    if m:
-      layers.add(int(m.group(1)))
-    m = _SUC_LAYER_RE.match(name)
-    if m:
-      suc.add(int(m.group(1)))
-  return len(layers), len(suc)
+  return names.layer_counts(_checkpoint_variables(init_checkpoint))
 
 
 def get_assignment_map_from_checkpoint_for_theseus(tvars, init_checkpoint, suc_init="first"):
@@ -839,29 +820,17 @@ def get_assignment_map_from_checkpoint_for_theseus(tvars, init_checkpoint, suc_i
       tvars, init_checkpoint)
   suc_vars = {}
   for var in tvars:
-    m = _SUC_LAYER_RE.match(_graph_name(var))
+    m = names.SUC_LAYER_RE.match(_graph_name(var))
     if m:
       suc_vars[(int(m.group(1)), m.group(2))] = var
   suc_assignment_map = collections.OrderedDict()
   if not suc_vars:
     return assignment_map, suc_assignment_map, initialized_variable_names
-  num_suc = 1 + max(j for j, _ in suc_vars)
-  ckpt_layers, ckpt_suc = checkpoint_layer_counts(init_checkpoint)
-  if ckpt_suc:
-    if ckpt_suc != num_suc:
-      raise ValueError("%s: checkpoint has %d successor modules but the graph has %d"
-                       % (init_checkpoint, ckpt_suc, num_suc))
+  source = _successor_sources(init_checkpoint, 1 + max(j for j, _ in suc_vars), suc_init)
+  if source is None:
     return assignment_map, suc_assignment_map, initialized_variable_names  # loaded by name
-  if ckpt_layers == 0:
-    raise ValueError("%s: checkpoint has no encoder layers to initialise the successor from"
-                     % init_checkpoint)
-  if ckpt_layers == num_suc:
-    source = {j: j for j in range(num_suc)}
-  else:
-    group_size = check_theseus_layers(ckpt_layers, num_suc)
-    source = {j: SUC_INIT_RULES[suc_init](j, group_size) for j in range(num_suc)}
   for (j, sub), var in sorted(suc_vars.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-    ckpt_name = "bert/encoder/layer_%d/%s" % (source[j], sub)
+    ckpt_name = names.layer_variable(source[j], sub)
     if ckpt_name not in ckpt_vars:
       raise ValueError("%s: missing %s needed for %s" % (init_checkpoint, ckpt_name,
                                                           _graph_name(var)))
@@ -870,6 +839,24 @@ def get_assignment_map_from_checkpoint_for_theseus(tvars, init_checkpoint, suc_i
     initialized_variable_names[_graph_name(var)] = 1
     initialized_variable_names[_graph_name(var) + ":0"] = 1
   return assignment_map, suc_assignment_map, initialized_variable_names
+
+
+def _successor_sources(init_checkpoint, num_suc, suc_init):
+  """{j: the checkpoint layer that initialises successor j}, or None when the checkpoint holds
+  the successor modules themselves (see get_assignment_map_from_checkpoint_for_theseus)."""
+  ckpt_layers, ckpt_suc = checkpoint_layer_counts(init_checkpoint)
+  if ckpt_suc:
+    if ckpt_suc != num_suc:
+      raise ValueError("%s: checkpoint has %d successor modules but the graph has %d"
+                       % (init_checkpoint, ckpt_suc, num_suc))
+    return None
+  if ckpt_layers == 0:
+    raise ValueError("%s: checkpoint has no encoder layers to initialise the successor from"
+                     % init_checkpoint)
+  if ckpt_layers == num_suc:
+    return {j: j for j in range(num_suc)}
+  group_size = check_theseus_layers(ckpt_layers, num_suc)
+  return {j: SUC_INIT_RULES[suc_init](j, group_size) for j in range(num_suc)}
 
 
 def init_from_checkpoint_for_theseus(tvars, init_checkpoint, suc_init="first"):
@@ -1090,7 +1077,7 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768, num_hi
   prev = reshape_to_matrix(input_tensor)
   outputs = []
   for i in range(num_hidden_layers):
-    params = create_transformer_layer_variables("layer_%d" % i, config)
+    params = create_transformer_layer_variables(names.LAYER_PATTERN % i, config)
     prev = transformer_layer(prev, bias, params, batch_size, seq_length, config,
                              hidden_dropout_prob, attention_probs_dropout_prob)
     outputs.append(tf.reshape(prev, [batch_size, seq_length, hidden_size]))

@@ -11,7 +11,7 @@ its characters). The text is tokenized with the export's own vocab and do_lower_
 line per example, `label<TAB>probability` (regression: the value; NER: `TYPE: words [start-end]`
 per entity), or JSON lines with --format=json.
 
-From Python, load once and predict many (serving.py):
+From Python, load once and predict many (theseus/export/serving.py):
 
   predictor = serving.Predictor("output/sst2_demo/stage2/export")
   predictor.predict(["a gripping film", "a dull one"])   # [{"label": "1", ...}, ...]
@@ -23,15 +23,10 @@ example when the export has it, the SavedModel for batches. int8 is never chosen
 changes some predictions.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import json
-import os
 import sys
 
-import cli
+from theseus import cli
 
 if __name__ == "__main__":
   # Run as a script: oneDNN on and TensorFlow's start-up messages quiet (unless --tf_verbose),
@@ -42,8 +37,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-from errors import InputDataError  # noqa: E402
-import serving  # noqa: E402
+from theseus.errors import InputDataError  # noqa: E402
+from theseus.export import serving  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -66,7 +61,7 @@ def read_examples(args, input_file):
   if args:
     return list(args)
   if input_file:
-    import files  # pylint: disable=g-import-not-at-top
+    from theseus import files  # pylint: disable=g-import-not-at-top
     lines = files.read_text_lines(input_file)
   else:
     lines = [line.rstrip("\r\n") for line in sys.stdin]

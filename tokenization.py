@@ -12,10 +12,6 @@ Both tokenizers expose `vocab` (token -> id), `inv_vocab` (id -> token), `vocab_
 `convert_tokens_to_string(tokens)`.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import collections
 import logging
 import os
@@ -23,8 +19,8 @@ import unicodedata
 
 import sentencepiece as spm
 
-from errors import InputDataError
-import files
+from theseus import files
+from theseus.errors import InputDataError
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,6 @@ A short check (flags cap examples and steps):
       --output_dir=runs/ner_bench_short --fresh
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import collections
 import datetime
@@ -178,11 +174,11 @@ def main(argv=None):
 
   # Features per sentence = number of entity types (4) for CoNLL sentences, which fit one
   # window; used only to turn epochs into a step count shared by all stages' schedules.
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
-  sentences, _ = ner_mrc_task.read_conll2003(os.path.join(args.data_dir, "train.txt"))
+  from theseus.tasks.ner_mrc import readers  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  sentences, _ = readers.read_conll2003(os.path.join(args.data_dir, "train.txt"))
   num_train = len(sentences[:args.max_train_examples or None])
-  queries = ner_mrc_task.load_queries(os.path.join(REPO_ROOT, "configs",
-                                                  "ner_queries_conll2003.json"))
+  queries = readers.load_queries(ner_task.default_query_file("conll2003"))
   num_features = num_train * len(queries)
 
   s1_steps = stage_steps(args, args.stage1_steps, args.stage1_epochs, num_features)
@@ -214,7 +210,7 @@ def main(argv=None):
                      "--save_checkpoints_steps=%d" % every]
     stage_model, init = model, model["init_checkpoint"]
     if start == "truncated":
-      import checkpoints  # pylint: disable=g-import-not-at-top
+      from theseus.training import checkpoints  # pylint: disable=g-import-not-at-top
       init, config = checkpoints.truncate_bert(
           inference_checkpoint(stage_dirs["predecessor"]), model["bert_config_file"],
           args.suc_layers, os.path.join(args.output_dir, "truncated_init"))

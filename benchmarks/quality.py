@@ -30,10 +30,6 @@ Finished runs are reused (each run resumes or returns at once), so the script ca
 started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import json
 import os
@@ -227,7 +223,7 @@ class _SeedRun(object):
 
   def truncation(self, name, kd=False):
     """The predecessor's first 3 layers fine-tuned with the stage 1 + stage 2 budget."""
-    import checkpoints  # pylint: disable=g-import-not-at-top
+    from theseus.training import checkpoints  # pylint: disable=g-import-not-at-top
     ckpt, config = checkpoints.truncate_bert(self.pred_ckpt, self.model.bert_config_file, 3,
                                              os.path.join(self.base, "truncated_init"))
     return self.run(name, self.s1_steps + self.s2_steps, (self.kd_flags() if kd else []) + [
@@ -242,7 +238,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   A two-stage method's history is the stage-1 evaluations followed by the stage-2 ones (whose
   steps start again from 0).
   """
-  import classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
   methods = set(args.methods.split(","))
   r = _SeedRun(args, task, seed, model, num_examples)
   t0 = time.time()
@@ -270,7 +266,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   schedule = {"s1_steps": r.s1_steps, "s2_steps": r.s2_steps, "linear_k": r.linear_k,
               "linear_start": args.linear_start}
   return ({m: runs[m] for m in METHODS if m in runs},
-          classifier_task.get_processor(task).main_metric, schedule)
+          datasets.get_processor(task).main_metric, schedule)
 
 
 def spread(values):
@@ -348,14 +344,14 @@ def plot_task(task, per_seed, main_metric, schedule, path, notes=()):
 def main():
   args = build_parser().parse_args()
   import convert_checkpoint  # pylint: disable=g-import-not-at-top
-  import classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
   model = convert_checkpoint.convert_embedded_default()
   os.makedirs(args.work_dir, exist_ok=True)
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   seeds = [int(s) for s in args.seeds.split(",")]
   results = {}
   for task in tasks:
-    processor = classifier_task.get_processor(task)
+    processor = datasets.get_processor(task)
     n = len(processor.get_train_examples(os.path.join(args.glue_dir, TASK_DIRS[task])))
     if args.max_train_examples:
       n = min(n, args.max_train_examples)

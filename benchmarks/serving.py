@@ -15,10 +15,6 @@ rotates), and each figure is the median over rounds.
   python benchmarks/serving.py --rounds 1 --latency_sentences 50   # a quick look
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import json
 import os
@@ -67,13 +63,15 @@ def build_workloads(export_dir, dev_path, latency_sentences, path):
 
   The workers then need no tokenizer, and the PyTorch one no TensorFlow.
   """
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import serving  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import features  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   with open(os.path.join(export_dir, classifier_task.EXPORT_TASK_FILE)) as f:
     task = json.load(f)
   tokenizer = serving._export_tokenizer(export_dir, task["do_lower_case"])  # pylint: disable=protected-access
-  examples = classifier_task.get_processor("sst-2").get_dev_examples(os.path.dirname(dev_path))
-  features = [classifier_task.convert_single_example(i, ex, task["labels"], task["max_seq_length"],
+  examples = datasets.get_processor("sst-2").get_dev_examples(os.path.dirname(dev_path))
+  features = [features.convert_single_example(i, ex, task["labels"], task["max_seq_length"],
                                                      tokenizer) for i, ex in enumerate(examples)]
   long_ids = np.random.RandomState(0).randint(1000, 20000, size=(1, 128)).astype(np.int32)
   workloads = {
@@ -106,7 +104,7 @@ def _torch_runner(hf_dir, threads):
 def _make_runner(args):
   if args.worker == "pytorch":
     return _torch_runner(args.hf_dir, args.threads)
-  import serving  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   backend = {"saved_model_onednn": "saved_model", "saved_model_no_onednn": "saved_model",
              "tflite": "tflite", "tflite_int8": "tflite_int8"}[args.worker]
   return serving.make_runner(args.export_dir, backend, args.threads)
@@ -233,7 +231,7 @@ def main(argv=None):
   args = parse_args(argv)
   if args.worker:
     return worker_main(args)
-  import cli  # pylint: disable=g-import-not-at-top
+  from theseus import cli  # pylint: disable=g-import-not-at-top
   cli.prepare_process([])  # this process converts and tokenizes with TensorFlow
   exports = dict(item.split("=", 1) for item in args.exports.split(","))
   for name, export_dir in exports.items():

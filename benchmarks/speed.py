@@ -8,8 +8,8 @@ layer j; the weights do not matter for speed), then timed at batch 1 and batch 3
 sequence length 128 and for the real length distribution of SST-2 dev (dev order, each batch
 padded to its longest sequence).
 
-Training times one step (forward + backward + AdamWeightDecay from optimization_theseus) at
-batch 32 x 128 for: predecessor fine-tuning (suc_layers=0), stage 1 at p = 0.5 (the Theseus graph
+Training times one update as the trainer takes it (theseus/training/update.py: forward,
+backward, clipping and AdamWeightDecay, built with trainer.make_model_fn) at batch 32 x 128 for: predecessor fine-tuning (suc_layers=0), stage 1 at p = 0.5 (the Theseus graph
 with tf.cond), stage 2 (finetune_suc) and the both-branches reference: each Theseus module
 computes the successor AND the predecessor group and mixes them with a 0/1 gate
 (out = g * suc + (1 - g) * pred). The reference exists only in this file, as the baseline the
@@ -30,10 +30,6 @@ Example (a quick check):
       --real_max_batches 8 --with_pytorch
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import collections
 import datetime
@@ -51,7 +47,7 @@ import traceback
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
-import cli  # pylint: disable=g-import-not-at-top
+from theseus import cli  # pylint: disable=g-import-not-at-top
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -188,7 +184,7 @@ def pad_batches(sequences, batch_size):
 def _tf_session_config(threads):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   config = tf.compat.v1.ConfigProto()
-  if threads:  # as run_config.session_config does
+  if threads:  # as theseus/training/distribute.session_config does
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
   config.gpu_options.allow_growth = True  # several worker processes share one GPU
@@ -363,20 +359,24 @@ def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, 
 
 
 class TFTrainRunner(object):
-  """One training configuration: BertModel + the run_classifier head + create_optimizer."""
+  """One training configuration: the trainer's update (its model_fn and build_train_step) of
+  BertModel + the run_classifier head, on fed batches."""
 
   def __init__(self, spec):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import classifier_task  # pylint: disable=g-import-not-at-top
-    import distillation  # pylint: disable=g-import-not-at-top
     import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-    import optimization_theseus  # pylint: disable=g-import-not-at-top
+    from theseus.config import groups  # pylint: disable=g-import-not-at-top
+    from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
+    from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
+    from theseus.tasks.classifier import head  # pylint: disable=g-import-not-at-top
+    from theseus.training import distribute  # pylint: disable=g-import-not-at-top
+    from theseus.training import trainer  # pylint: disable=g-import-not-at-top
+    from theseus.training import update  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     self.spec = spec
     config = modeling.BertConfig.from_json_file(spec["bert_config_file"])
     variant = spec["variant"]  # predecessor | stage1 | stage2 | both_branches
-    suc_layers = 0 if variant == "predecessor" else spec["suc_layers"]
-    finetune_suc = variant == "stage2"
+    stage = Stage.of(0 if variant == "predecessor" else spec["suc_layers"], variant == "stage2")
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(spec.get("seed", 0))
@@ -390,26 +390,25 @@ class TFTrainRunner(object):
       rate = None
       if variant in ("stage1", "both_branches"):
         rate = modeling.get_replace_rate(global_step, "constant", spec["replace_rate"])
-      model = modeling.BertModel(
-          config, True, self.placeholders["input_ids"], self.placeholders["input_mask"],
-          self.placeholders["segment_ids"], suc_layers=suc_layers, replace_rate_prob=rate,
-          finetune_suc=finetune_suc,
-          encoder_fn=both_branches_encoder if variant == "both_branches" else None)
-      task = classifier_task.make_task(classifier_task.get_processor("sst-2"), [])
-      loss, outputs = task.build_head(model, self.placeholders, True)
+      kd = groups.DistillationSettings()
       if spec.get("kd"):  # the theseus_kd losses: cached soft labels (+ the teacher every step)
         self.placeholders["teacher_logits"] = tf1.placeholder(tf.float32, [None, 2])
-        kd = argparse.Namespace(kd_alpha=0.5, kd_temperature=2.0, kd_embeddings=False,
-                                kd_hidden_weight=1.0 if spec["kd"] == "soft_hidden" else 0.0)
-        loss, _ = distillation.student_loss(kd, task, model, loss, outputs, self.placeholders,
-                                            config)
-      ops = optimization_theseus.create_optimizer_for_bert_theseus(
-          loss, 2e-5, num_train_steps=1000000, num_warmup_steps=1000,
-          finetune_suc=finetune_suc)
-      self.fetches = {"train_op": ops.train_op, "loss": loss}
-      if model.replaced_modules is not None:
-        self.fetches["replaced"] = model.replaced_modules
-      self.num_train_params = modeling.count_parameters(ops.train_vars)
+        kd = groups.DistillationSettings(
+            kd_alpha=0.5, kd_temperature=2.0,
+            kd_hidden_weight=1.0 if spec["kd"] == "soft_hidden" else 0.0)
+      task = head.make_task(datasets.get_processor("sst-2"), [])
+      model_fn = trainer.make_model_fn(
+          config, task, stage, rate, tf.float32, kd, config,
+          encoder_fn=both_branches_encoder if variant == "both_branches" else None)
+      hyper = update.Hyperparameters(learning_rate=2e-5, num_train_steps=1000000,
+                                     num_warmup_steps=1000, accumulation=1, clip_norm=1.0,
+                                     weight_decay_rate=0.01)
+      step = update.build_train_step(distribute.local_cluster(), self.placeholders, model_fn,
+                                     stage, hyper, seed=spec.get("seed", 0))
+      self.fetches = {"train_op": step.update_op, "loss": step.loss}
+      if step.replaced.shape[0]:
+        self.fetches["replaced"] = step.replaced
+      self.num_train_params = modeling.count_parameters(step.train_vars)
       self.num_graph_params = modeling.count_parameters(tf1.trainable_variables())
       init = tf1.global_variables_initializer()
       local_init = tf1.local_variables_initializer()
@@ -721,13 +720,14 @@ def ensure_model_dir(model_dir):
 
 
 def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
-  """SavedModels of the predecessor (0) and successors (n), via export.export_model."""
+  """SavedModels of the predecessor (0) and successors (n), via writer.export_model."""
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import export  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.export import writer  # pylint: disable=g-import-not-at-top
+  from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import head  # pylint: disable=g-import-not-at-top
   bert_config = modeling.BertConfig.from_json_file(bert_config_file)
-  task = classifier_task.make_task(classifier_task.get_processor("sst-2"), [])
+  task = head.make_task(datasets.get_processor("sst-2"), [])
   paths = collections.OrderedDict()
   for n in layer_counts:
     export_dir = os.path.join(args.work_dir, "export_%dL" % (n or bert_config.num_hidden_layers))
@@ -738,12 +738,9 @@ def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
         if json.load(f)["num_hidden_layers"] == (n or bert_config.num_hidden_layers):
           paths[n] = saved_model
           continue
-    cfg = run_config.RunConfig({
-        "suc_layers": n, "finetune_suc": False, "suc_init": "first", "spm_model_file": "",
-        "vocab_file": vocab_file, "num_threads": args.threads, "output_dir": None,
-        "cache_dir": None, "export_dir": export_dir})
     t0 = time.perf_counter()
-    info = export.export_model(cfg, bert_config, task, checkpoint, export_dir)
+    info = writer.export_model(bert_config, task, "classifier", Stage.of(n), "first", vocab_file,
+                               checkpoint, export_dir)
     print("  exported %d layers (%d parameters) to %s in %.1f s"
           % (info["num_hidden_layers"], info["parameters"], saved_model,
              time.perf_counter() - t0), flush=True)

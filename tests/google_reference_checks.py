@@ -25,7 +25,7 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 from conftest import REPO_ROOT  # noqa: E402  pylint: disable=g-import-not-at-top
-import export  # noqa: E402  pylint: disable=g-import-not-at-top
+from theseus.export import serving  # noqa: E402  pylint: disable=g-import-not-at-top
 import modeling_theseus as modeling  # noqa: E402  pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.join(REPO_ROOT, os.pardir, "shared", "peer_tests",
@@ -119,7 +119,7 @@ def test_every_export_builds_and_loads_in_google_modeling():
       vocab_size = len(f.read().splitlines())
     ids, mask, segments = _inputs(vocab_size=vocab_size)
     google = _google_probabilities(export_dir, ids, mask, segments)
-    sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+    sess, predict = serving.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
     ours = predict({"input_ids": ids, "input_mask": mask, "segment_ids": segments})
     sess.close()
     diff = np.abs(google - ours["probabilities"]).max()

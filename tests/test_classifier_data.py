@@ -6,10 +6,6 @@ it is absent). Tasks that are not in the shared data are tested on small files w
 in the real GLUE layout.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
-
 import collections
 import json
 import logging as std_logging
@@ -19,8 +15,12 @@ import os
 import numpy as np
 import pytest
 
-import classifier_task
-import errors
+from theseus.tasks.classifier import datasets as classifier_datasets
+from theseus.tasks.classifier import features as classifier_features
+from theseus.tasks.classifier import metrics as classifier_metrics
+from theseus.tasks.classifier import reader as classifier_reader
+from theseus.tasks.classifier import task as classifier_task
+from theseus import errors
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ class _WhitespaceTokenizer(object):
 
 def test_sst2_real_files(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "SST-2")
-  processor = classifier_task.PROCESSORS["sst-2"]()
+  processor = classifier_datasets.PROCESSORS["sst-2"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 67349
@@ -76,7 +76,7 @@ def test_sst2_real_files(shared_data_dir):
 
 def test_mrpc_real_files_with_bom(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "MRPC")
-  processor = classifier_task.PROCESSORS["mrpc"]()
+  processor = classifier_datasets.PROCESSORS["mrpc"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 3668
@@ -91,7 +91,7 @@ def test_mrpc_real_files_with_bom(shared_data_dir):
 
 def test_rte_real_files(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "glue", "RTE")
-  processor = classifier_task.PROCESSORS["rte"]()
+  processor = classifier_datasets.PROCESSORS["rte"]()
   train = processor.get_train_examples(data_dir)
   dev = processor.get_dev_examples(data_dir)
   assert len(train) == 2490
@@ -104,8 +104,8 @@ def test_rte_real_files(shared_data_dir):
 
 def test_lcqmc_real_dev_both_formats(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "lcqmc")
-  tsv_dev = classifier_task.PROCESSORS["lcqmc"]().get_dev_examples(data_dir)
-  csv_processor = classifier_task.LcqmcProcessor(file_format="csv")
+  tsv_dev = classifier_datasets.PROCESSORS["lcqmc"]().get_dev_examples(data_dir)
+  csv_processor = classifier_datasets.LcqmcProcessor(file_format="csv")
   csv_dev = csv_processor.get_dev_examples(data_dir)
   for dev in (tsv_dev, csv_dev):
     assert len(dev) == 8802
@@ -122,7 +122,7 @@ def test_lcqmc_real_dev_both_formats(shared_data_dir):
 def test_lcqmc_missing_split_names_both_forms(shared_data_dir):
   data_dir = os.path.join(shared_data_dir, "lcqmc")
   with pytest.raises(errors.InputDataError) as e:
-    classifier_task.LcqmcProcessor().get_train_examples(data_dir)
+    classifier_datasets.LcqmcProcessor().get_train_examples(data_dir)
   assert "train.tsv" in str(e.value) and "LCQMC_train.csv" in str(e.value)
 
 
@@ -141,7 +141,7 @@ def test_cola_files(tmp_path):
   _write(tmp_path / "train.tsv", COLA_TRAIN)
   _write(tmp_path / "dev.tsv", COLA_TRAIN)
   _write(tmp_path / "test.tsv", COLA_TEST)
-  processor = classifier_task.PROCESSORS["cola"]()
+  processor = classifier_datasets.PROCESSORS["cola"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["1", "0", "1"]
   assert train[1].text_a == "They drank the pub."
@@ -165,7 +165,7 @@ def test_qnli_files(tmp_path):
        "entailment"]))
   _write(tmp_path / "test.tsv", _tsv(["index", "question", "sentence"],
                                      ["0", "What is it?", "It is a test."]))
-  processor = classifier_task.PROCESSORS["qnli"]()
+  processor = classifier_datasets.PROCESSORS["qnli"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["not_entailment", "entailment"]
   assert train[0].text_a == "When did the third Digimon series begin?"
@@ -183,7 +183,7 @@ def test_qqp_files(tmp_path):
        "I handle social media for a non-profit. What should I do?", "1"]))
   _write(tmp_path / "test.tsv", _tsv(["id", "question1", "question2"],
                                      ["0", "Is it raining?", "Does it rain?"]))
-  processor = classifier_task.PROCESSORS["qqp"]()
+  processor = classifier_datasets.PROCESSORS["qqp"]()
   dev = processor.get_dev_examples(str(tmp_path))
   assert [e.label for e in dev] == ["0", "1"]
   assert dev[0].text_b == "Why are hispanics so beautiful?"
@@ -224,7 +224,7 @@ def test_mnli_files(tmp_path):
                 ["entailment"])))
   _write(tmp_path / "test_matched.tsv", _tsv(_MNLI_HEAD, _mnli_row(0, "A b.", "C d.", [])))
   _write(tmp_path / "test_mismatched.tsv", _tsv(_MNLI_HEAD, _mnli_row(0, "E f.", "G h.", [])))
-  processor = classifier_task.PROCESSORS["mnli"]()
+  processor = classifier_datasets.PROCESSORS["mnli"]()
   train = processor.get_train_examples(str(tmp_path))
   assert [e.label for e in train] == ["neutral", "entailment"]
   assert train[0].text_a == "Conceptually cream skimming has two basic dimensions."
@@ -260,7 +260,7 @@ def test_stsb_files(tmp_path):
       _STSB_HEAD, ["0", "main-captions", "MSRvid", "2012test", "0024", "none", "none",
                    "A girl is styling her hair.", "A girl is brushing her hair."]))
   for name in ("sts-b", "stsb"):
-    processor = classifier_task.PROCESSORS[name]()
+    processor = classifier_datasets.PROCESSORS[name]()
     assert processor.is_regression and processor.main_metric == "pearson"
     train = processor.get_train_examples(str(tmp_path))
     assert [e.label for e in train] == [5.0, 3.8, 0.0]
@@ -281,24 +281,24 @@ def test_glue_test_files_sst2_mrpc_rte(tmp_path):
       ["1", "1089874", "1089925", "PCCW 's chief operating officer", "Chief operating officer"]))
   _write(rte / "test.tsv", _tsv(["index", "sentence1", "sentence2"],
                                 ["0", "Mangla was summoned.", "Mangla was summoned to court."]))
-  assert classifier_task.PROCESSORS["sst2"]().get_test_examples(str(sst))[0].text_a == (
+  assert classifier_datasets.PROCESSORS["sst2"]().get_test_examples(str(sst))[0].text_a == (
       "uneasy mishmash of styles .")
-  ex = classifier_task.PROCESSORS["mrpc"]().get_test_examples(str(mrpc))[0]
+  ex = classifier_datasets.PROCESSORS["mrpc"]().get_test_examples(str(mrpc))[0]
   assert (ex.text_a, ex.text_b, ex.label) == (
       "PCCW 's chief operating officer", "Chief operating officer", None)
-  ex = classifier_task.PROCESSORS["rte"]().get_test_examples(str(rte))[0]
+  ex = classifier_datasets.PROCESSORS["rte"]().get_test_examples(str(rte))[0]
   assert (ex.text_b, ex.label) == ("Mangla was summoned to court.", None)
 
 
 def test_lcqmc_tsv_test_without_labels(tmp_path):
   _write(tmp_path / "test.tsv", _tsv([u"谁有狂三这张高清的", u"这张高清图，谁有"],
                                      [u"英雄联盟什么英雄最好", u"英雄联盟最好英雄是什么"]))
-  test = classifier_task.LcqmcProcessor().get_test_examples(str(tmp_path))
+  test = classifier_datasets.LcqmcProcessor().get_test_examples(str(tmp_path))
   assert [(e.text_a, e.label) for e in test] == [(u"谁有狂三这张高清的", None),
                                                 (u"英雄联盟什么英雄最好", None)]
   # A test file that carries labels keeps them.
   _write(tmp_path / "test.tsv", _tsv([u"你好", u"您好", "1"], [u"再见", u"你好", "0"]))
-  test = classifier_task.LcqmcProcessor().get_test_examples(str(tmp_path))
+  test = classifier_datasets.LcqmcProcessor().get_test_examples(str(tmp_path))
   assert [e.label for e in test] == ["1", "0"]
 
 
@@ -306,7 +306,7 @@ def test_generic_tsv_csv_and_regression(tmp_path):
   _write(tmp_path / "train.tsv", _tsv(["id", "text", "label"], ["1", "good film", "pos"],
                                       ["2", "bad film", "neg"]))
   _write(tmp_path / "test.tsv", _tsv(["id", "text"], ["1", "fine film"]))
-  processor = classifier_task.PROCESSORS["generic"](labels=["neg", "pos"], text_a_column=1,
+  processor = classifier_datasets.PROCESSORS["generic"](labels=["neg", "pos"], text_a_column=1,
                                                    label_column=2)
   train = processor.get_train_examples(str(tmp_path))
   assert [(e.text_a, e.label) for e in train] == [("good film", "pos"), ("bad film", "neg")]
@@ -315,7 +315,7 @@ def test_generic_tsv_csv_and_regression(tmp_path):
 
   # CSV with quoting, a pair task, no header, CRLF line endings.
   _write(tmp_path / "pairs.csv", 'a,"first, with comma",yes\r\nb,"say ""hi""",no\r\n')
-  processor = classifier_task.GenericProcessor(
+  processor = classifier_datasets.GenericProcessor(
       labels=["no", "yes"], text_a_column=0, text_b_column=1, label_column=2, delimiter=",",
       has_header=False, train_file="pairs.csv")
   train = processor.get_train_examples(str(tmp_path))
@@ -324,12 +324,12 @@ def test_generic_tsv_csv_and_regression(tmp_path):
   assert train[1].line == 2
 
   _write(tmp_path / "reg.tsv", _tsv(["s", "y"], ["one", "0.5"], ["two", "-2"]))
-  processor = classifier_task.GenericProcessor(is_regression=True, train_file="reg.tsv")
+  processor = classifier_datasets.GenericProcessor(is_regression=True, train_file="reg.tsv")
   assert [e.label for e in processor.get_train_examples(str(tmp_path))] == [0.5, -2.0]
   assert processor.main_metric == "pearson"
 
   with pytest.raises(ValueError):
-    classifier_task.GenericProcessor(labels=None)
+    classifier_datasets.GenericProcessor(labels=None)
 
 
 _XNLI_HEAD = ["language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse",
@@ -353,7 +353,7 @@ def test_xnli_files_read_one_language(tmp_path):
   _write(tmp_path / "xnli.test.tsv", _tsv(
       _XNLI_HEAD, _xnli_row("zh", "neutral", "\u4e94", "\u516d"),
       _xnli_row("de", "neutral", "Ein Mann.", "Eine Person.")))
-  processor = classifier_task.get_processor("xnli")
+  processor = classifier_datasets.get_processor("xnli")
   assert processor.language == "zh"  # google-research/bert's default
   train = processor.get_train_examples(str(tmp_path))
   assert [(e.text_a, e.label) for e in train] == [
@@ -363,24 +363,24 @@ def test_xnli_files_read_one_language(tmp_path):
       ("\u4e00", "\u4e8c", "entailment"), ("\u4e09", "\u56db", "contradiction")]
   assert [e.guid for e in dev] == ["dev-0", "dev-1"]
   assert [e.label for e in processor.get_test_examples(str(tmp_path))] == ["neutral"]
-  german = classifier_task.get_processor("xnli", language="de")
+  german = classifier_datasets.get_processor("xnli", language="de")
   assert [e.text_a for e in german.get_test_examples(str(tmp_path))] == ["Ein Mann."]
   assert processor.get_labels() == ["contradiction", "entailment", "neutral"]
 
 
 def test_registry_and_aliases():
   for alias, name in (("sst2", "sst-2"), ("stsb", "sts-b")):
-    assert classifier_task.PROCESSORS[alias] is classifier_task.PROCESSORS[name]
-  assert all(k == k.lower() for k in classifier_task.PROCESSORS)
-  assert isinstance(classifier_task.get_processor("MRPC"), classifier_task.MrpcProcessor)
+    assert classifier_datasets.PROCESSORS[alias] is classifier_datasets.PROCESSORS[name]
+  assert all(k == k.lower() for k in classifier_datasets.PROCESSORS)
+  assert isinstance(classifier_datasets.get_processor("MRPC"), classifier_datasets.MrpcProcessor)
   with pytest.raises(errors.InputDataError) as e:
-    classifier_task.get_processor("nope")
+    classifier_datasets.get_processor("nope")
   assert "nope" in str(e.value) and "mrpc" in str(e.value)
   expected = {"sst-2": "accuracy", "mrpc": "f1", "rte": "accuracy", "cola": "mcc",
               "qnli": "accuracy", "qqp": "f1", "mnli": "accuracy", "sts-b": "pearson",
               "lcqmc": "accuracy", "xnli": "accuracy"}
   for name, metric in expected.items():
-    processor = classifier_task.PROCESSORS[name]()
+    processor = classifier_datasets.PROCESSORS[name]()
     assert processor.main_metric == metric
     assert metric in processor.metric_names
 
@@ -435,7 +435,7 @@ def test_bad_rows_raise_with_file_and_line(tmp_path, case):
   _, task, file_name, content, line, fragment, _ = case
   path = _write(tmp_path / file_name, content)
   with pytest.raises(errors.InputDataError) as e:
-    _read_split(classifier_task.PROCESSORS[task](), str(tmp_path), file_name)
+    _read_split(classifier_datasets.PROCESSORS[task](), str(tmp_path), file_name)
   message = str(e.value)
   assert "\n" not in message
   assert message.startswith("%s:%d: " % (path, line)), message
@@ -447,7 +447,7 @@ def test_bad_rows_raise_with_file_and_line(tmp_path, case):
 def test_bad_rows_skipped_and_counted(tmp_path, case, caplog):
   _, task, file_name, content, _, _, num_good = case
   path = _write(tmp_path / file_name, content)
-  processor = classifier_task.PROCESSORS[task](skip_bad_rows=True)
+  processor = classifier_datasets.PROCESSORS[task](skip_bad_rows=True)
   with caplog.at_level(std_logging.INFO):
     examples = _read_split(processor, str(tmp_path), file_name)
   assert len(examples) == num_good
@@ -461,7 +461,7 @@ def test_bad_rows_skipped_and_counted(tmp_path, case, caplog):
 def test_skip_count_accumulates_and_zero_is_logged(tmp_path, caplog):
   _write(tmp_path / "train.tsv", _tsv(SST_HEAD, ["a", "1"], ["b", "x"], ["c", "y"]))
   _write(tmp_path / "dev.tsv", _tsv(SST_HEAD, ["a", "1"], ["b", "x"]))
-  processor = classifier_task.Sst2Processor(skip_bad_rows=True)
+  processor = classifier_datasets.Sst2Processor(skip_bad_rows=True)
   processor.get_train_examples(str(tmp_path))
   processor.get_dev_examples(str(tmp_path))
   assert processor.num_skipped_rows == 3
@@ -469,7 +469,7 @@ def test_skip_count_accumulates_and_zero_is_logged(tmp_path, caplog):
   clean_dir.mkdir()
   _write(clean_dir / "dev.tsv", _tsv(SST_HEAD, ["a", "1"]))
   with caplog.at_level(std_logging.INFO):
-    classifier_task.Sst2Processor().get_dev_examples(str(clean_dir))
+    classifier_datasets.Sst2Processor().get_dev_examples(str(clean_dir))
   assert "0 bad rows skipped" in caplog.text
 
 
@@ -477,9 +477,9 @@ def test_csv_wrong_columns_names_line(tmp_path):
   path = _write(tmp_path / "LCQMC_dev.csv",
                 "sentence1,sentence2,label\r\na,b,1\r\n\"c, d\",e\r\nf,g,0\r\n")
   with pytest.raises(errors.InputDataError) as e:
-    classifier_task.LcqmcProcessor(file_format="csv").get_dev_examples(str(tmp_path))
+    classifier_datasets.LcqmcProcessor(file_format="csv").get_dev_examples(str(tmp_path))
   assert str(e.value).startswith("%s:3: " % path)
-  processor = classifier_task.LcqmcProcessor(file_format="csv", skip_bad_rows=True)
+  processor = classifier_datasets.LcqmcProcessor(file_format="csv", skip_bad_rows=True)
   assert len(processor.get_dev_examples(str(tmp_path))) == 2
   assert processor.num_skipped_rows == 1
 
@@ -494,7 +494,7 @@ def test_bad_files(tmp_path, content, fragment, line):
   path = _write(tmp_path / "train.tsv", content)
   for skip in (False, True):
     with pytest.raises(errors.InputDataError) as e:
-      classifier_task.Sst2Processor(skip_bad_rows=skip).get_train_examples(str(tmp_path))
+      classifier_datasets.Sst2Processor(skip_bad_rows=skip).get_train_examples(str(tmp_path))
     message = str(e.value)
     assert message.startswith(path + (":%d: " % line if line else ": ")), message
     assert fragment in message.lower()
@@ -502,13 +502,13 @@ def test_bad_files(tmp_path, content, fragment, line):
 
 def test_missing_file_and_all_rows_bad(tmp_path):
   with pytest.raises(errors.InputDataError) as e:
-    classifier_task.RteProcessor().get_dev_examples(str(tmp_path))
+    classifier_datasets.RteProcessor().get_dev_examples(str(tmp_path))
   assert str(e.value).startswith(os.path.join(str(tmp_path), "dev.tsv"))
   assert "not found" in str(e.value)
   _write(tmp_path / "dev.tsv", _tsv(["index", "sentence1", "sentence2", "label"],
                                     ["0", "a", "b", "maybe"]))
   with pytest.raises(errors.InputDataError) as e:
-    classifier_task.RteProcessor(skip_bad_rows=True).get_dev_examples(str(tmp_path))
+    classifier_datasets.RteProcessor(skip_bad_rows=True).get_dev_examples(str(tmp_path))
   assert "no usable data rows (1 bad rows skipped)" in str(e.value)
 
 
@@ -516,24 +516,24 @@ def test_missing_file_and_all_rows_bad(tmp_path):
 
 
 def test_accuracy_and_f1():
-  result = classifier_task.compute_metrics("mrpc", [1, 1, 0, 1, 0], [1, 0, 0, 1, 1])
+  result = classifier_metrics.compute_metrics("mrpc", [1, 1, 0, 1, 0], [1, 0, 0, 1, 1])
   # tp = 2, fp = 1, fn = 1: precision = recall = 2/3.
   assert result["accuracy"] == pytest.approx(3 / 5)
   assert result["f1"] == pytest.approx(2 / 3)
   assert result["eval_examples"] == 5
   # Probabilities are reduced with argmax.
   probs = [[0.2, 0.8], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]
-  assert classifier_task.compute_metrics("mrpc", probs, [1, 0, 0, 1, 1]) == result
-  assert classifier_task.compute_metrics("sst-2", [0, 1, 1, 0], [0, 1, 0, 0]) == {
+  assert classifier_metrics.compute_metrics("mrpc", probs, [1, 0, 0, 1, 1]) == result
+  assert classifier_metrics.compute_metrics("sst-2", [0, 1, 1, 0], [0, 1, 0, 0]) == {
       "accuracy": 0.75, "eval_examples": 4}
   # No positive predicted nor present: F1 0.
-  assert classifier_task.compute_metrics("qqp", [0, 0], [0, 0])["f1"] == 0.0
+  assert classifier_metrics.compute_metrics("qqp", [0, 0], [0, 0])["f1"] == 0.0
 
 
 def test_f1_uses_positive_label_position():
-  processor = classifier_task.GenericProcessor(labels=["1", "0"], metric_names=["f1"])
+  processor = classifier_datasets.GenericProcessor(labels=["1", "0"], metric_names=["f1"])
   # Label "1" is id 0 here.
-  result = classifier_task.compute_metrics(processor, [0, 0, 1], [0, 1, 1])
+  result = classifier_metrics.compute_metrics(processor, [0, 0, 1], [0, 1, 1])
   # tp = 1, fp = 1, fn = 0 -> precision 1/2, recall 1, F1 2/3.
   assert result["f1"] == pytest.approx(2 / 3)
 
@@ -542,33 +542,33 @@ def test_mcc():
   labels = [1, 1, 1, 0, 0, 0, 1, 0]
   preds = [1, 1, 0, 0, 0, 1, 1, 0]
   # tp = 3, tn = 3, fp = 1, fn = 1: (9 - 1) / sqrt(4 * 4 * 4 * 4) = 0.5.
-  result = classifier_task.compute_metrics("cola", preds, labels)
+  result = classifier_metrics.compute_metrics("cola", preds, labels)
   assert result["mcc"] == pytest.approx(0.5)
   assert result["accuracy"] == pytest.approx(0.75)
   # Perfect and inverted.
-  assert classifier_task.compute_metrics("cola", labels, labels)["mcc"] == pytest.approx(1.0)
+  assert classifier_metrics.compute_metrics("cola", labels, labels)["mcc"] == pytest.approx(1.0)
   inverted = [1 - x for x in labels]
-  assert classifier_task.compute_metrics("cola", inverted, labels)["mcc"] == pytest.approx(-1.0)
+  assert classifier_metrics.compute_metrics("cola", inverted, labels)["mcc"] == pytest.approx(-1.0)
   # Degenerate: all predictions (or all labels) one class -> 0, not NaN.
-  assert classifier_task.compute_metrics("cola", [1] * 8, labels)["mcc"] == 0.0
-  assert classifier_task.compute_metrics("cola", preds, [0] * 8)["mcc"] == 0.0
+  assert classifier_metrics.compute_metrics("cola", [1] * 8, labels)["mcc"] == 0.0
+  assert classifier_metrics.compute_metrics("cola", preds, [0] * 8)["mcc"] == 0.0
 
 
 def test_pearson_spearman():
-  result = classifier_task.compute_metrics("sts-b", [1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
+  result = classifier_metrics.compute_metrics("sts-b", [1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
   # Centred: (-1, 0, 1) and (-1, 1, 0): 1 / (sqrt 2 * sqrt 2) = 0.5.
   assert result["pearson"] == pytest.approx(0.5)
   assert result["spearman"] == pytest.approx(0.5)
   assert result["eval_examples"] == 3
   # Ties: ranks (1, 2.5, 2.5, 4) vs (1, 3, 2, 4): 4.5 / sqrt(4.5 * 5) = sqrt(0.9).
-  result = classifier_task.compute_metrics("stsb", [[1.0], [2.0], [2.0], [3.0]],
+  result = classifier_metrics.compute_metrics("stsb", [[1.0], [2.0], [2.0], [3.0]],
                                           [1.0, 3.0, 2.0, 4.0])
   assert result["spearman"] == pytest.approx(math.sqrt(0.9))
   # Monotone but not linear: Spearman 1, Pearson below 1.
-  result = classifier_task.compute_metrics("sts-b", [1, 2, 3, 4], [1, 4, 9, 100])
+  result = classifier_metrics.compute_metrics("sts-b", [1, 2, 3, 4], [1, 4, 9, 100])
   assert result["spearman"] == pytest.approx(1.0) and result["pearson"] < 0.99
   # Constant predictions: 0, not NaN.
-  assert classifier_task.compute_metrics("sts-b", [2, 2, 2], [1, 2, 3])["pearson"] == 0.0
+  assert classifier_metrics.compute_metrics("sts-b", [2, 2, 2], [1, 2, 3])["pearson"] == 0.0
 
 
 def test_metrics_against_scipy_reference():
@@ -576,19 +576,19 @@ def test_metrics_against_scipy_reference():
   rng = np.random.RandomState(0)
   x = rng.randint(0, 6, size=200).astype(float)
   y = x + rng.randint(-2, 3, size=200)
-  result = classifier_task.compute_metrics("sts-b", x, y)
+  result = classifier_metrics.compute_metrics("sts-b", x, y)
   assert result["pearson"] == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
   assert result["spearman"] == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
-  np.testing.assert_allclose(classifier_task._rankdata(x), stats.rankdata(x))
+  np.testing.assert_allclose(classifier_metrics._rankdata(x), stats.rankdata(x))
 
 
 def test_metrics_input_errors():
   with pytest.raises(ValueError):
-    classifier_task.compute_metrics("sst-2", [0, 1], [0])
+    classifier_metrics.compute_metrics("sst-2", [0, 1], [0])
   with pytest.raises(ValueError):
-    classifier_task.compute_metrics("sst-2", [], [])
+    classifier_metrics.compute_metrics("sst-2", [], [])
   with pytest.raises(ValueError):
-    classifier_task.compute_metrics("no-such-task", [0], [0])
+    classifier_metrics.compute_metrics("no-such-task", [0], [0])
 
 
 # ---- features ----------------------------------------------------------------------------------
@@ -596,9 +596,9 @@ def test_metrics_input_errors():
 
 def test_single_sentence_truncation_and_layout():
   tokenizer = _WhitespaceTokenizer()
-  example = classifier_task.InputExample("train-0", " ".join("w%d" % i for i in range(10)),
+  example = classifier_reader.InputExample("train-0", " ".join("w%d" % i for i in range(10)),
                                         label="1")
-  feature = classifier_task.convert_single_example(7, example, ["0", "1"], 6, tokenizer)
+  feature = classifier_features.convert_single_example(7, example, ["0", "1"], 6, tokenizer)
   assert len(feature["input_ids"]) == 6
   tokens = [{v: k for k, v in tokenizer.vocab.items()}[i] for i in feature["input_ids"]]
   assert tokens == ["[CLS]", "w0", "w1", "w2", "w3", "[SEP]"]
@@ -608,17 +608,17 @@ def test_single_sentence_truncation_and_layout():
   assert feature["has_label"] == [1]
   assert "label_values" not in feature
   # Short: no padding.
-  short = classifier_task.InputExample("train-1", "a b", label="0")
-  feature = classifier_task.convert_single_example(0, short, ["0", "1"], 128, tokenizer)
+  short = classifier_reader.InputExample("train-1", "a b", label="0")
+  feature = classifier_features.convert_single_example(0, short, ["0", "1"], 128, tokenizer)
   assert len(feature["input_ids"]) == 4 and feature["label_ids"] == [0]
 
 
 def test_pair_truncation_pops_longer_side():
   tokenizer = _WhitespaceTokenizer()
-  example = classifier_task.InputExample(
+  example = classifier_reader.InputExample(
       "dev-0", " ".join("a%d" % i for i in range(8)), " ".join("b%d" % i for i in range(3)),
       label="entailment")
-  feature = classifier_task.convert_single_example(
+  feature = classifier_features.convert_single_example(
       0, example, ["entailment", "not_entailment"], 10, tokenizer)
   inv = {v: k for k, v in tokenizer.vocab.items()}
   tokens = [inv[i] for i in feature["input_ids"]]
@@ -627,7 +627,7 @@ def test_pair_truncation_pops_longer_side():
   # Both long: each side keeps about half.
   tokens_a = list("abcdefghij")
   tokens_b = list("klmnopq")
-  classifier_task._truncate_seq_pair(tokens_a, tokens_b, 9)
+  classifier_features._truncate_seq_pair(tokens_a, tokens_b, 9)
   assert (len(tokens_a), len(tokens_b)) == (5, 4)
 
 
@@ -637,10 +637,10 @@ def test_features_for_every_length_stay_within_max():
   for n_a in range(0, 9, 2):
     for n_b in (None, 0, 1, 5, 12):
       text_b = None if n_b is None else " ".join(["y"] * n_b)
-      examples.append(classifier_task.InputExample(
+      examples.append(classifier_reader.InputExample(
           "t-%d" % len(examples), " ".join(["x"] * n_a), text_b, label="0"))
   for max_len in (3, 4, 7, 16):
-    features = classifier_task.convert_examples_to_features(
+    features = classifier_features.convert_examples_to_features(
         examples, ["0", "1"], max_len, tokenizer)
     assert len(features) == len(examples)
     for i, (example, feature) in enumerate(zip(examples, features)):
@@ -656,20 +656,20 @@ def test_features_for_every_length_stay_within_max():
 
 def test_regression_and_unlabeled_features():
   tokenizer = _WhitespaceTokenizer()
-  example = classifier_task.InputExample("train-0", "a b", "c", label=3.8)
-  feature = classifier_task.convert_single_example(0, example, [None], 16, tokenizer,
+  example = classifier_reader.InputExample("train-0", "a b", "c", label=3.8)
+  feature = classifier_features.convert_single_example(0, example, [None], 16, tokenizer,
                                                   is_regression=True)
   assert feature["label_values"] == [3.8] and "label_ids" not in feature
-  unlabeled = classifier_task.InputExample("test-0", "a", "b")
-  feature = classifier_task.convert_single_example(0, unlabeled, ["neg", "pos"], 16, tokenizer)
+  unlabeled = classifier_reader.InputExample("test-0", "a", "b")
+  feature = classifier_features.convert_single_example(0, unlabeled, ["neg", "pos"], 16, tokenizer)
   assert feature["label_ids"] == [0] and feature["has_label"] == [0]
-  feature = classifier_task.convert_single_example(0, unlabeled, [None], 16, tokenizer, True)
+  feature = classifier_features.convert_single_example(0, unlabeled, [None], 16, tokenizer, True)
   assert feature["label_values"] == [0.0] and feature["has_label"] == [0]
   with pytest.raises(ValueError):
-    classifier_task.convert_single_example(
-        0, classifier_task.InputExample("x", "a", label="maybe"), ["0", "1"], 16, tokenizer)
+    classifier_features.convert_single_example(
+        0, classifier_reader.InputExample("x", "a", label="maybe"), ["0", "1"], 16, tokenizer)
   with pytest.raises(ValueError):
-    classifier_task.convert_single_example(0, example, [None], 2, tokenizer, True)
+    classifier_features.convert_single_example(0, example, [None], 2, tokenizer, True)
 
 
 def test_features_with_full_tokenizer(tmp_path):
@@ -678,9 +678,9 @@ def test_features_with_full_tokenizer(tmp_path):
            "##want", "##ed", ",", "."]
   vocab_file = _write(tmp_path / "vocab.txt", "".join(t + "\n" for t in vocab))
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-  example = classifier_task.InputExample("dev-0", "The cat sat, UNwanted.", "on the mat",
+  example = classifier_reader.InputExample("dev-0", "The cat sat, UNwanted.", "on the mat",
                                         label="1")
-  feature = classifier_task.convert_single_example(0, example, ["0", "1"], 32, tokenizer)
+  feature = classifier_features.convert_single_example(0, example, ["0", "1"], 32, tokenizer)
   ids = [vocab.index(t) for t in ["[CLS]", "the", "cat", "sat", ",", "un", "##want", "##ed",
                                   ".", "[SEP]", "on", "the", "mat", "[SEP]"]]
   assert feature["input_ids"] == ids
@@ -688,7 +688,7 @@ def test_features_with_full_tokenizer(tmp_path):
   assert feature["label_ids"] == [1]
   # Truncated to 8 (5 text tokens): the longer first text loses tokens from its end until
   # both have 3, then (a tie) the second text loses one.
-  feature = classifier_task.convert_single_example(0, example, ["0", "1"], 8, tokenizer)
+  feature = classifier_features.convert_single_example(0, example, ["0", "1"], 8, tokenizer)
   assert feature["input_ids"] == [vocab.index(t) for t in [
       "[CLS]", "the", "cat", "sat", "[SEP]", "on", "the", "[SEP]"]]
   assert feature["segment_ids"] == [0] * 5 + [1] * 3
@@ -698,9 +698,9 @@ def test_features_with_full_tokenizer(tmp_path):
 
 
 def test_write_predictions_tsv_and_json(tmp_path):
-  processor = classifier_task.RteProcessor()
-  examples = [classifier_task.InputExample("test-0", "a", "b"),
-              classifier_task.InputExample("test-1", u"ç", "d", label="entailment")]
+  processor = classifier_datasets.RteProcessor()
+  examples = [classifier_reader.InputExample("test-0", "a", "b"),
+              classifier_reader.InputExample("test-1", u"ç", "d", label="entailment")]
   probs = np.array([[0.25, 0.75], [0.9, 0.1]], dtype=np.float32)
   path = str(tmp_path / "out" / "test_results.tsv")
   assert classifier_task.write_predictions_tsv(path, processor, examples, probs) == 2
@@ -724,8 +724,8 @@ def test_write_predictions_tsv_and_json(tmp_path):
 
 
 def test_write_predictions_regression(tmp_path):
-  processor = classifier_task.StsbProcessor()
-  examples = [classifier_task.InputExample("test-%d" % i, "a", "b") for i in range(3)]
+  processor = classifier_datasets.StsbProcessor()
+  examples = [classifier_reader.InputExample("test-%d" % i, "a", "b") for i in range(3)]
   path = str(tmp_path / "test_results.tsv")
   classifier_task.write_predictions_tsv(path, processor, examples, [[1.5], [0.25], [4.0]])
   with open(path) as f:

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+from conftest import read_task_run
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -161,14 +162,15 @@ def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, t
   np.testing.assert_allclose(probs(reload_pred), probs(s2_pred), atol=1e-5)
 
   # The SavedModel gives the script's predictions for the same inputs.
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import export  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets as classifier_datasets  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import features as classifier_features  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
-  processor = classifier_task.get_processor(task)
+  processor = classifier_datasets.get_processor(task)
   examples = processor.get_test_examples(data_dir)
-  features = classifier_task.convert_examples_to_features(
+  features = classifier_features.convert_examples_to_features(
       examples, processor.get_labels(), 64, tokenization.FullTokenizer(vocab, True))
-  sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+  sess, predict = serving.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
   width = max(len(f["input_ids"]) for f in features)
   ids = np.zeros((len(features), width), np.int32)
   mask = np.zeros_like(ids)
@@ -186,31 +188,32 @@ class _StopAfterFirstCheckpoint(Exception):
   pass
 
 
+def read_classifier_run(settings, sets):
+  """(the ClassifierRun of `settings` with the data of `sets` read, the BertConfig)."""
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  return read_task_run(classifier_task.ClassifierRun, settings, sets)
+
+
 def test_resume_after_stop_ends_like_an_uninterrupted_run(shared_data_dir, tmp_path, tiny_model):
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import head as classifier_head  # pylint: disable=g-import-not-at-top
   config, vocab = tiny_model
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
 
   def cfg(output_dir):
-    return run_config.RunConfig.from_defaults(
-        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
+    return runner.settings_of(
+        classifier_task.ClassifierRun, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
         vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
         train_batch_size=8, num_train_steps=6, save_checkpoints_steps=2, suc_layers=2,
         scheduler_type="linear", replacing_rate=0.2, scheduler_linear_k=0.1, seed=5)
 
-  bert_config = run_config.check_run_config(cfg(str(tmp_path / "full")))
-
   def train(output_dir, on_checkpoint=None):
     c = cfg(output_dir)
-    processor = classifier_task.make_processor(c)
-    tokenizer = run_config.make_tokenizer(c)
-    examples = processor.get_train_examples(data_dir)
-    path, n = classifier_task.feature_cache(c, "train", examples, processor, tokenizer, False)
-    return trainer.train(c, bert_config, classifier_task.make_task(processor, []), path, n,
-                          on_checkpoint=on_checkpoint)
+    task_run, bert_config = read_classifier_run(c, {"train"})
+    path, n = task_run.feature_cache("train", task_run.train_examples, False)
+    return runner.train(c, bert_config, classifier_head.make_task(task_run.processor, []), path,
+                        n, on_checkpoint=on_checkpoint)
 
   full = train(str(tmp_path / "full"))
 
@@ -232,26 +235,23 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir
                                                                    tiny_model):
   """A run stopped after saving a checkpoint but before recording its evaluation evaluates it
   when resumed, also when that checkpoint is the last one of the run."""
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import head as classifier_head  # pylint: disable=g-import-not-at-top
   config, vocab = tiny_model
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
   output_dir = str(tmp_path / "run")
-  cfg = run_config.RunConfig.from_defaults(
-      run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
+  cfg = runner.settings_of(
+      classifier_task.ClassifierRun, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
       vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
       train_batch_size=8, eval_batch_size=16, num_train_steps=4, save_checkpoints_steps=2,
       evaluate_during_training=True, max_eval_examples=16, seed=5)
-  bert_config = run_config.check_run_config(cfg)
-  processor = classifier_task.make_processor(cfg)
-  tokenizer = run_config.make_tokenizer(cfg)
-  train_path, n = classifier_task.feature_cache(
-      cfg, "train", processor.get_train_examples(data_dir), processor, tokenizer, False)
-  dev_examples = processor.get_dev_sets(data_dir)[0][1][:16]
-  eval_path, _ = classifier_task.feature_cache(cfg, "dev", dev_examples, processor, tokenizer, True)
-  task = classifier_task.make_task(processor, dev_examples)
+  task_run, bert_config = read_classifier_run(cfg, {"train", "dev"})
+  train_path, n = task_run.feature_cache("train", task_run.processor.get_train_examples(data_dir),
+                                         False)
+  dev_examples = task_run.processor.get_dev_sets(data_dir)[0][1][:16]
+  eval_path, _ = task_run.feature_cache("dev", dev_examples, True)
+  task = classifier_head.make_task(task_run.processor, dev_examples)
   history = os.path.join(output_dir, "eval_history.jsonl")
 
   def evaluated_steps():
@@ -268,21 +268,21 @@ def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir
     raise _StopAfterFirstCheckpoint(step)
 
   with pytest.raises(_StopAfterFirstCheckpoint):
-    trainer.train(cfg, bert_config, task, train_path, n, eval_path, on_checkpoint=stop)
+    runner.train(cfg, bert_config, task, train_path, n, eval_path, on_checkpoint=stop)
   drop_last_evaluation()  # as if the run had died while evaluating checkpoint 2
   assert os.path.exists(history) and evaluated_steps() == []
-  trainer.train(cfg, bert_config, task, train_path, n, eval_path)
+  runner.train(cfg, bert_config, task, train_path, n, eval_path)
   assert evaluated_steps() == [2, 4]
   drop_last_evaluation()  # the last checkpoint's evaluation lost: the finished run evaluates it
-  result = trainer.train(cfg, bert_config, task, train_path, n, eval_path)
+  result = runner.train(cfg, bert_config, task, train_path, n, eval_path)
   assert result["global_step"] == 4 and evaluated_steps() == [2, 4]
   # Nothing is missing now: a finished run started again does nothing more.
-  again = trainer.train(cfg, bert_config, task, train_path, n, eval_path)
+  again = runner.train(cfg, bert_config, task, train_path, n, eval_path)
   assert again.get("resumed") and evaluated_steps() == [2, 4]
 
 
 def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
-  import input_pipeline  # pylint: disable=g-import-not-at-top
+  from theseus.training import input_pipeline  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   lengths = rng.randint(3, 60, size=203)
   features = [{"input_ids": list(range(1, n + 1)), "segment_ids": [0] * n, "example_index": [i]}
@@ -319,7 +319,7 @@ def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
 
 
 def test_feature_cache_key_follows_vocab_length_and_data(tmp_path):
-  import input_pipeline  # pylint: disable=g-import-not-at-top
+  from theseus.training import input_pipeline  # pylint: disable=g-import-not-at-top
   calls = []
 
   def build():
@@ -347,8 +347,8 @@ def test_use_tpu_is_refused_in_one_line(tmp_path, tiny_model):
 
 
 def test_mnli_writes_eval_results_for_matched_and_mismatched(tmp_path, tiny_model):
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   from test_classifier_data import _MNLI_HEAD, _mnli_row, _tsv  # pylint: disable=g-import-not-at-top
   config, vocab = tiny_model
   data = tmp_path / "mnli"
@@ -361,11 +361,11 @@ def test_mnli_writes_eval_results_for_matched_and_mismatched(tmp_path, tiny_mode
                                   ["gold_label"], *[
         _mnli_row(i, "dev %d" % i, "hyp %d" % i, [labels[i % 3]] * 6) for i in range(n)]))
   out = str(tmp_path / "out")
-  cfg = run_config.RunConfig.from_defaults(
-      run_classifier.FLAGS, task_name="mnli", data_dir=str(data), bert_config_file=config,
+  cfg = runner.settings_of(
+      classifier_task.ClassifierRun, task_name="mnli", data_dir=str(data), bert_config_file=config,
       vocab_file=vocab, output_dir=out, do_train=True, do_eval=True, num_train_steps=1,
       train_batch_size=4, max_seq_length=32)
-  run_classifier.run(cfg)
+  runner.run_task(classifier_task.ClassifierRun, cfg)
   matched = read_json(os.path.join(out, "eval_results.json"))
   mismatched = read_json(os.path.join(out, "eval_dev_mismatched_results.json"))
   assert matched["eval_examples"] == 3 and mismatched["eval_examples"] == 4

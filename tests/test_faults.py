@@ -1,6 +1,6 @@
 """Bad input and faults (issue 7): clear one-line errors, and nothing lost.
 
-Bad input: every case of the issue is run through `run_classifier.run` in-process (fast: the
+Bad input: every case of the issue is run through `runner.run_task` in-process (fast: the
 same code the command line runs, asserting the one-line InputDataError), and one case per
 category also through the real command line in a subprocess (exit code 2, stderr's last line
 "error: <file>[:<line>]: <problem>", no checkpoint or feature cache written, no training).
@@ -33,12 +33,14 @@ import tensorflow as tf
 from absl import flags
 
 from conftest import REPO_ROOT
-import classifier_task
-import errors
-import files
 import modeling_theseus as modeling
-import run_classifier
-import run_config
+import run_classifier  # noqa: F401  (defines the flags _cfg_from_args parses)
+from theseus import errors
+from theseus import files
+from theseus.app import runner
+from theseus.config import groups
+from theseus.tasks.classifier import datasets as classifier_datasets
+from theseus.tasks.classifier import task as classifier_task
 
 tf1 = tf.compat.v1
 
@@ -429,7 +431,7 @@ BAD_INPUTS = [
 def _cfg_from_args(args):
   flag_values = copy.deepcopy(flags.FLAGS)
   flag_values(["run_classifier.py"] + _argv(args))
-  return run_config.RunConfig.from_flags(flag_values)
+  return groups.RunSettings.from_flags(flag_values, classifier_task.ClassifierSettings)
 
 
 @pytest.mark.parametrize("setup", [c for c, _ in BAD_INPUTS],
@@ -441,7 +443,7 @@ def test_bad_input_in_process(world, tmp_path, setup):
   args = base_args(world, out, data_dir=ctx.data)
   args.update(changes)
   with pytest.raises(errors.InputDataError) as e:
-    run_classifier.run(_cfg_from_args(args))
+    runner.run_task(classifier_task.ClassifierRun, _cfg_from_args(args))
   line = "error: %s" % e.value
   assert "\n" not in line
   for fragment in fragments:
@@ -484,7 +486,7 @@ def test_skip_bad_rows_skips_and_counts(world, tmp_path, caplog):
     assert json.load(f)["eval_examples"] == 38
   # Without bad rows the (zero) count is logged too.
   caplog.set_level(std_logging.INFO)
-  processor = classifier_task.get_processor("mrpc", skip_bad_rows=True)
+  processor = classifier_datasets.get_processor("mrpc", skip_bad_rows=True)
   assert len(processor.get_dev_examples(world["data"])) == 40
   assert processor.num_skipped_rows == 0
   assert "(0 bad rows skipped)" in caplog.text
@@ -523,12 +525,12 @@ def test_unwritable_output_dir_read_only_mount(world, tmp_path):
       pytest.skip("cannot remount read-only here: %s" % why)
     out = str(target / "out")
     with pytest.raises(errors.InputDataError) as e:
-      run_classifier.run(_cfg_from_args(base_args(world, out)))
+      runner.run_task(classifier_task.ClassifierRun, _cfg_from_args(base_args(world, out)))
     assert str(e.value).startswith("%s: output directory is not writable (" % out)
     assert "Read-only file system" in str(e.value)
     out = str(target)
     with pytest.raises(errors.InputDataError) as e:
-      run_classifier.run(_cfg_from_args(base_args(world, out)))
+      runner.run_task(classifier_task.ClassifierRun, _cfg_from_args(base_args(world, out)))
     assert str(e.value) == "%s: output directory is not writable (Read-only file system)" % out
     assert os.listdir(str(target)) == ["keep.txt"]
   finally:

@@ -494,7 +494,7 @@ def test_checkpoint_shape_mismatch_is_reported(tmp_path):
 
 def test_truncate_bert_keeps_the_first_layers_and_runs_as_a_plain_bert(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
-  import checkpoints  # pylint: disable=g-import-not-at-top
+  from theseus.training import checkpoints  # pylint: disable=g-import-not-at-top
   full = Graph(tiny_config(), is_training=False)
   full.sess.run(full.init)
   ckpt = full.saver.save(full.sess, str(tmp_path / "full" / "model.ckpt"))

@@ -13,13 +13,18 @@ import pytest
 import tensorflow as tf
 
 from conftest import skip_or_fail
-import errors
-import ner_mrc_task
+from theseus import errors
+from theseus.tasks.ner_mrc import decoding as ner_decoding
+from theseus.tasks.ner_mrc import features as ner_features
+from theseus.tasks.ner_mrc import head as ner_head
+from theseus.tasks.ner_mrc import readers as ner_readers
+from theseus.tasks.ner_mrc import tags as ner_tags
+from theseus.tasks.ner_mrc import task as ner_task
 import tokenization
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONLL_QUERIES = os.path.join(REPO_ROOT, "configs", "ner_queries_conll2003.json")
-MSRA_QUERIES = os.path.join(REPO_ROOT, "configs", "ner_queries_msra.json")
+CONLL_QUERIES = ner_task.default_query_file("conll2003")
+MSRA_QUERIES = ner_task.default_query_file("char_bio")
 
 
 def _write(path, text):
@@ -61,13 +66,13 @@ def _msra_path(shared_data_dir):
 
 
 def test_read_conll2003_valid_counts(shared_data_dir):
-  sentences, stats = ner_mrc_task.read_conll2003(_conll_path(shared_data_dir))
+  sentences, stats = ner_readers.read_conll2003(_conll_path(shared_data_dir))
   assert len(sentences) == 3250 == stats.num_sentences
   assert sum(len(s.tokens) for s in sentences) == 51362 == stats.num_tokens
   assert all(len(s.tokens) == len(s.tags) for s in sentences)
   # The file is IOB2: every entity starts with B-, nothing to repair.
   assert stats.num_repairs == 0
-  counts = ner_mrc_task.entity_counts(s.tags for s in sentences)
+  counts = ner_tags.entity_counts(s.tags for s in sentences)
   assert dict(counts) == {"LOC": 1837, "MISC": 922, "ORG": 1341, "PER": 1842}
   assert sum(counts.values()) == 5942
   # First sentence after -DOCSTART- and its line number.
@@ -77,7 +82,7 @@ def test_read_conll2003_valid_counts(shared_data_dir):
 
 
 def test_read_msra_test_counts(shared_data_dir):
-  sentences, stats = ner_mrc_task.read_char_bio(_msra_path(shared_data_dir))
+  sentences, stats = ner_readers.read_char_bio(_msra_path(shared_data_dir))
   assert len(sentences) == 4631
   assert sum(len(s.tokens) for s in sentences) == 172601
   assert all(len(t) == 1 for s in sentences for t in s.tokens)
@@ -91,11 +96,11 @@ def test_read_msra_test_counts(shared_data_dir):
   # each sentence, so PER has 1,973 + 11 = 1,984 entities; LOC and ORG are unchanged.
   b_counts = collections.Counter(t for s in sentences for t in s.tags if t.startswith("B-"))
   assert dict(b_counts) == {"B-PER": 1973 + 11, "B-LOC": 2877, "B-ORG": 1331}
-  counts = ner_mrc_task.entity_counts(s.tags for s in sentences)
+  counts = ner_tags.entity_counts(s.tags for s in sentences)
   assert dict(counts) == {"PER": 1984, "LOC": 2877, "ORG": 1331}
   # Without the repair, the conlleval reading (bio_to_spans) finds the same entities.
   for s in sentences:
-    assert ner_mrc_task.repair_bio_tags(s.tags) == (s.tags, [])
+    assert ner_tags.repair_bio_tags(s.tags) == (s.tags, [])
 
 
 def test_read_chars_tags_lines(tmp_path):
@@ -107,7 +112,7 @@ def test_read_chars_tags_lines(tmp_path):
                 "O O B-LOC I-LOC\n"
                 "联 合 国\n"
                 "I-ORG I-ORG I-ORG\n")  # stray I-ORG start is repaired
-  sentences, stats = ner_mrc_task.read_chars_tags_lines(path)
+  sentences, stats = ner_readers.read_chars_tags_lines(path)
   assert [s.tokens for s in sentences] == [["张", "三", "在", "北", "京"],
                                            ["我", "爱", "中", "国"], ["联", "合", "国"]]
   assert sentences[0].tags == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
@@ -115,12 +120,12 @@ def test_read_chars_tags_lines(tmp_path):
   assert [s.source_line for s in sentences] == [1, 4, 6]
   assert dict(stats.repairs) == {"ORG": 1} and stats.repair_lines == [7]
   # The same sentences through read_ner_file, and a round trip through the writer.
-  again, _ = ner_mrc_task.read_ner_file(path, "chars_tags_lines")
+  again, _ = ner_readers.read_ner_file(path, "chars_tags_lines")
   assert again == sentences
   out = str(tmp_path / "out.txt")
-  ner_mrc_task.write_bio_predictions(out, sentences, [s.tags for s in sentences],
+  ner_readers.write_bio_predictions(out, sentences, [s.tags for s in sentences],
                                     "chars_tags_lines")
-  assert [s.tags for s in ner_mrc_task.read_chars_tags_lines(out)[0]] == [
+  assert [s.tags for s in ner_readers.read_chars_tags_lines(out)[0]] == [
       s.tags for s in sentences]
 
 
@@ -133,25 +138,25 @@ def test_stray_inside_repair_conll_and_char_bio(tmp_path):
                  "call NN I-NP I-MISC\n"
                  "Paris NNP B-NP I-LOC\n"     # stray after another type
                  "\n")
-  sentences, stats = ner_mrc_task.read_conll2003(conll)
+  sentences, stats = ner_readers.read_conll2003(conll)
   assert sentences[0].tags == ["B-ORG", "O", "B-MISC", "I-MISC", "B-LOC"]
   assert dict(stats.repairs) == {"ORG": 1, "MISC": 1, "LOC": 1}
   assert stats.repair_lines == [3, 5, 7]
   chars = _write(tmp_path / "m.txt", "中\tI-LOC\n国\tI-LOC\n人\tO\n\n")
-  sentences, stats = ner_mrc_task.read_char_bio(chars)
+  sentences, stats = ner_readers.read_char_bio(chars)
   assert sentences[0].tags == ["B-LOC", "I-LOC", "O"] and stats.num_repairs == 1
 
 
 @pytest.mark.parametrize("reader,text,line,words", [
-    (ner_mrc_task.read_conll2003, "EU NNP B-NP B-ORG\nrejects VBZ O\n", 2, "4 space-separated"),
-    (ner_mrc_task.read_conll2003, "EU NNP B-NP B-ORG\n\nX Y Z E-ORG\n", 3, "unknown tag"),
-    (ner_mrc_task.read_conll2003, "EU NNP B-NP ORG\n", 1, "unknown tag"),
-    (ner_mrc_task.read_char_bio, "中\tB-LOC\n国\tI-LOC\tx\n", 2, "char<TAB>TAG"),
-    (ner_mrc_task.read_char_bio, "中\tB-LOC\n\n国\tS-LOC\n", 3, "unknown tag"),
-    (ner_mrc_task.read_chars_tags_lines, "中 国\nB-LOC I-LOC\n中 国 人\nB-LOC I-LOC\n", 4,
+    (ner_readers.read_conll2003, "EU NNP B-NP B-ORG\nrejects VBZ O\n", 2, "4 space-separated"),
+    (ner_readers.read_conll2003, "EU NNP B-NP B-ORG\n\nX Y Z E-ORG\n", 3, "unknown tag"),
+    (ner_readers.read_conll2003, "EU NNP B-NP ORG\n", 1, "unknown tag"),
+    (ner_readers.read_char_bio, "中\tB-LOC\n国\tI-LOC\tx\n", 2, "char<TAB>TAG"),
+    (ner_readers.read_char_bio, "中\tB-LOC\n\n国\tS-LOC\n", 3, "unknown tag"),
+    (ner_readers.read_chars_tags_lines, "中 国\nB-LOC I-LOC\n中 国 人\nB-LOC I-LOC\n", 4,
      "2 tags for the 3 characters"),
-    (ner_mrc_task.read_chars_tags_lines, "中 国\nB-LOC I-LOC\n中 国 人\n", 3, "tags line"),
-    (ner_mrc_task.read_chars_tags_lines, "中 国\nB-LOC B-\n", 2, "unknown tag"),
+    (ner_readers.read_chars_tags_lines, "中 国\nB-LOC I-LOC\n中 国 人\n", 3, "tags line"),
+    (ner_readers.read_chars_tags_lines, "中 国\nB-LOC B-\n", 2, "unknown tag"),
 ])
 def test_malformed_line_names_file_and_line(tmp_path, reader, text, line, words):
   path = _write(tmp_path / "bad.txt", text)
@@ -165,13 +170,13 @@ def test_malformed_line_names_file_and_line(tmp_path, reader, text, line, words)
 
 def test_reader_file_errors(tmp_path):
   with pytest.raises(errors.InputDataError, match="not found"):
-    ner_mrc_task.read_conll2003(str(tmp_path / "missing.txt"))
+    ner_readers.read_conll2003(str(tmp_path / "missing.txt"))
   with pytest.raises(errors.InputDataError, match="empty"):
-    ner_mrc_task.read_char_bio(_write(tmp_path / "empty.txt", "\n\n"))
+    ner_readers.read_char_bio(_write(tmp_path / "empty.txt", "\n\n"))
   with pytest.raises(errors.InputDataError, match="no sentences"):
-    ner_mrc_task.read_conll2003(_write(tmp_path / "doc.txt", "-DOCSTART- -X- -X- O\n\n"))
+    ner_readers.read_conll2003(_write(tmp_path / "doc.txt", "-DOCSTART- -X- -X- O\n\n"))
   with pytest.raises(errors.InputDataError, match="unknown NER data format"):
-    ner_mrc_task.read_ner_file(str(tmp_path / "doc.txt"), "json")
+    ner_readers.read_ner_file(str(tmp_path / "doc.txt"), "json")
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,9 +185,9 @@ def test_reader_file_errors(tmp_path):
 
 
 def test_load_queries_configs():
-  conll = ner_mrc_task.load_queries(CONLL_QUERIES)
+  conll = ner_readers.load_queries(CONLL_QUERIES)
   assert list(conll.keys()) == ["PER", "LOC", "ORG", "MISC"]
-  msra = ner_mrc_task.load_queries(MSRA_QUERIES)
+  msra = ner_readers.load_queries(MSRA_QUERIES)
   assert list(msra.keys()) == ["PER", "LOC", "ORG"]
   assert all(q.strip() == q and q for q in list(conll.values()) + list(msra.values()))
   assert all(any("\u4e00" <= c <= "\u9fff" for c in q) for q in msra.values())
@@ -201,7 +206,7 @@ def test_load_queries_configs():
 def test_load_queries_errors(tmp_path, text, words):
   path = _write(tmp_path / "q.json", text)
   with pytest.raises(errors.InputDataError, match=words) as info:
-    ner_mrc_task.load_queries(path)
+    ner_readers.load_queries(path)
   assert info.value.path == path
 
 
@@ -212,41 +217,41 @@ def test_load_queries_errors(tmp_path, text, words):
 
 def test_bio_spans():
   tags = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "I-ORG", "O", "I-MISC"]
-  spans = ner_mrc_task.bio_to_spans(tags)
+  spans = ner_tags.bio_to_spans(tags)
   assert spans == [("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 5), ("ORG", 6, 6),
                    ("MISC", 8, 8)]
-  assert ner_mrc_task.spans_to_bio(spans, len(tags)) == [
+  assert ner_tags.spans_to_bio(spans, len(tags)) == [
       "B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "O", "B-MISC"]
-  assert ner_mrc_task.bio_to_spans([]) == []
-  assert ner_mrc_task.bio_to_spans(["O", "O"]) == []
+  assert ner_tags.bio_to_spans([]) == []
+  assert ner_tags.bio_to_spans(["O", "O"]) == []
   with pytest.raises(ValueError):
-    ner_mrc_task.spans_to_bio([("PER", 0, 2), ("LOC", 2, 3)], 5)
+    ner_tags.spans_to_bio([("PER", 0, 2), ("LOC", 2, 3)], 5)
   with pytest.raises(ValueError):
-    ner_mrc_task.spans_to_bio([("PER", 3, 5)], 5)
+    ner_tags.spans_to_bio([("PER", 3, 5)], 5)
   with pytest.raises(ValueError):
-    ner_mrc_task.bio_to_spans(["O", "X-PER"])
+    ner_tags.bio_to_spans(["O", "X-PER"])
 
 
 def test_make_windows():
-  assert ner_mrc_task.make_windows([], 5, 2) == [(0, 0)]
-  assert ner_mrc_task.make_windows([1, 1, 1], 5, 2) == [(0, 3)]
-  assert ner_mrc_task.make_windows([1] * 7, 4, 2) == [(0, 4), (2, 6), (4, 7)]
+  assert ner_features.make_windows([], 5, 2) == [(0, 0)]
+  assert ner_features.make_windows([1, 1, 1], 5, 2) == [(0, 3)]
+  assert ner_features.make_windows([1] * 7, 4, 2) == [(0, 4), (2, 6), (4, 7)]
   # A stride longer than a window: the next window starts where the previous ended.
-  assert ner_mrc_task.make_windows([1] * 7, 3, 10) == [(0, 3), (3, 6), (6, 7)]
+  assert ner_features.make_windows([1] * 7, 3, 10) == [(0, 3), (3, 6), (6, 7)]
   # Words of several pieces; a word longer than the budget gets a window of its own.
-  assert ner_mrc_task.make_windows([2, 2, 9, 1], 4, 1) == [(0, 2), (1, 2), (2, 3), (3, 4)]
+  assert ner_features.make_windows([2, 2, 9, 1], 4, 1) == [(0, 2), (1, 2), (2, 3), (3, 4)]
 
 
 def test_feature_layout(toy_tokenizer):
   queries = collections.OrderedDict([("PER", "who ?"), ("LOC", "where ?")])
-  sentence = ner_mrc_task.NerSentence(
+  sentence = ner_tags.NerSentence(
       tokens=["John", "Smith", "lives", "in", "NYC", "playing", "\x00"],
       tags=["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O"], source_line=1)
-  features, metas = ner_mrc_task.convert_sentences_to_features(
+  features, metas = ner_features.convert_sentences_to_features(
       [sentence], queries, toy_tokenizer, max_seq_length=64, doc_stride=4)
   assert len(features) == 2 and [m.entity_type for m in metas] == ["PER", "LOC"]
   per, loc = features
-  assert set(per.keys()) == set(ner_mrc_task.FEATURE_KEYS)
+  assert set(per.keys()) == set(ner_features.FEATURE_KEYS)
   assert metas[0].tokens == ["[CLS]", "who", "?", "[SEP]", "john", "smith", "lives", "in",
                              "ny", "##c", "play", "##ing", "[UNK]", "[SEP]"]
   assert per["input_ids"] == toy_tokenizer.convert_tokens_to_ids(metas[0].tokens)
@@ -265,11 +270,11 @@ def test_feature_layout(toy_tokenizer):
 
 def test_features_windows_and_errors(toy_tokenizer):
   queries = collections.OrderedDict([("PER", "who ?"), ("LOC", "where ?")])
-  sentence = ner_mrc_task.NerSentence(
+  sentence = ner_tags.NerSentence(
       tokens=["john", "smith", "lives", "in", "new", "york"],
       tags=["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC"], source_line=1)
   # Budget 10 - 2 (query) - 3 = 5 pieces: windows [0, 5) and [2, 6).
-  features, metas = ner_mrc_task.convert_sentences_to_features(
+  features, metas = ner_features.convert_sentences_to_features(
       [sentence], queries, toy_tokenizer, max_seq_length=10, doc_stride=2)
   assert [(m.window_start_word, m.window_end_word, m.entity_type) for m in metas] == [
       (0, 5, "PER"), (0, 5, "LOC"), (2, 6, "PER"), (2, 6, "LOC")]
@@ -280,10 +285,10 @@ def test_features_windows_and_errors(toy_tokenizer):
   assert features[3]["start_labels"] == [0, 0, 0, 0, 0, 0, 1, 0, 0]
   assert features[3]["end_labels"] == [0, 0, 0, 0, 0, 0, 0, 1, 0]
   with pytest.raises(errors.InputDataError, match="no room"):
-    ner_mrc_task.convert_sentences_to_features([sentence], queries, toy_tokenizer, 5, 2)
+    ner_features.convert_sentences_to_features([sentence], queries, toy_tokenizer, 5, 2)
   bad = sentence._replace(tags=["B-ORG", "O", "O", "O", "O", "O"], source_line=12)
   with pytest.raises(errors.InputDataError, match="'ORG' has no query") as info:
-    ner_mrc_task.convert_sentences_to_features([bad], queries, toy_tokenizer, 32, 2)
+    ner_features.convert_sentences_to_features([bad], queries, toy_tokenizer, 32, 2)
   assert info.value.line == 12
 
 
@@ -313,19 +318,19 @@ def _gold_probs(features, rng):
                      garbage[0])
     end = np.where(mask == 1, np.where(np.array(f["end_labels"]) == 1, 20.0, -20.0),
                    garbage[1])
-    start_probs.append(ner_mrc_task.sigmoid(start))
-    end_probs.append(ner_mrc_task.sigmoid(end))
+    start_probs.append(ner_decoding.sigmoid(start))
+    end_probs.append(ner_decoding.sigmoid(end))
   return start_probs, end_probs
 
 
 def _check_round_trip(sentences, queries_path, tokenizer):
-  queries = ner_mrc_task.load_queries(queries_path)
+  queries = ner_readers.load_queries(queries_path)
   longest_query = max(len(tokenizer.tokenize(q)) for q in queries.values())
   max_seq_length = longest_query + 3 + 16  # 16 context pieces: long sentences get windows
   rng = np.random.RandomState(0)
   gold = [s.tags for s in sentences]
   for doc_stride in (5, 1000):  # overlapping windows; windows that touch without overlap
-    features, metas = ner_mrc_task.convert_sentences_to_features(
+    features, metas = ner_features.convert_sentences_to_features(
         sentences, queries, tokenizer, max_seq_length, doc_stride)
     assert all(len(f["input_ids"]) <= max_seq_length for f in features)
     windows = collections.defaultdict(set)
@@ -335,27 +340,27 @@ def _check_round_trip(sentences, queries_path, tokenizer):
     # Some gold entities lie in no single window: the merge has to join two windows.
     crossing = 0
     for i, s in enumerate(sentences):
-      for _, start, end in ner_mrc_task.bio_to_spans(s.tags):
+      for _, start, end in ner_tags.bio_to_spans(s.tags):
         if not any(ws <= start and end < we for ws, we in windows[i]):
           crossing += 1
     if doc_stride == 1000:
       assert crossing > 0
     start_probs, end_probs = _gold_probs(features, rng)
-    predicted = ner_mrc_task.decode_sentence_predictions(
+    predicted = ner_decoding.decode_sentence_predictions(
         sentences, metas, start_probs, end_probs, threshold=0.5,
         entity_types=list(queries.keys()))
     assert predicted == gold
-    metrics = ner_mrc_task.ner_metrics(gold, predicted)
+    metrics = ner_decoding.ner_metrics(gold, predicted)
     assert metrics["f1"] == 1.0 and metrics["num_gold"] > 300
 
 
 def test_round_trip_conll2003(shared_data_dir, real_tokenizer):
-  sentences, stats = ner_mrc_task.read_conll2003(_conll_path(shared_data_dir))
+  sentences, stats = ner_readers.read_conll2003(_conll_path(shared_data_dir))
   _check_round_trip(_pick_sentences(sentences, stats), CONLL_QUERIES, real_tokenizer)
 
 
 def test_round_trip_msra(shared_data_dir, real_tokenizer):
-  sentences, stats = ner_mrc_task.read_char_bio(_msra_path(shared_data_dir))
+  sentences, stats = ner_readers.read_char_bio(_msra_path(shared_data_dir))
   chosen = _pick_sentences(sentences, stats)
   assert len(chosen) >= 300
   _check_round_trip(chosen, MSRA_QUERIES, real_tokenizer)
@@ -369,43 +374,43 @@ def test_round_trip_msra(shared_data_dir, real_tokenizer):
 def test_decode_spans_nearest_end():
   start = [0.9, 0.1, 0.8, 0.1, 0.1, 0.7, 0.1, 0.9]
   end = [0.1, 0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1]
-  spans = ner_mrc_task.decode_spans(start, end, threshold=0.5)
+  spans = ner_decoding.decode_spans(start, end, threshold=0.5)
   # 0 -> 1, 2 -> 4 (nearest end), 5 and 7 have no end after them: dropped.
   assert [(s, e) for s, e, _ in spans] == [(0, 1), (2, 4)]
   assert spans[0][2] == pytest.approx(0.81)
   # A start that is also an end makes a one-word entity.
-  assert [(s, e) for s, e, _ in ner_mrc_task.decode_spans([0.9], [0.9])] == [(0, 0)]
+  assert [(s, e) for s, e, _ in ner_decoding.decode_spans([0.9], [0.9])] == [(0, 0)]
   # max_span_length in words: 2 -> 4 is 3 words long.
-  assert [(s, e) for s, e, _ in ner_mrc_task.decode_spans(start, end, max_span_length=2)] == [
+  assert [(s, e) for s, e, _ in ner_decoding.decode_spans(start, end, max_span_length=2)] == [
       (0, 1)]
   # Only masked-in positions count; positions are those of the input and max_span_length
   # counts masked-in positions (words), not pieces.
   mask = [0, 1, 1, 0, 1, 0]
-  spans = ner_mrc_task.decode_spans([0.9, 0.9, 0.1, 0.9, 0.1, 0.1],
+  spans = ner_decoding.decode_spans([0.9, 0.9, 0.1, 0.9, 0.1, 0.1],
                                    [0.9, 0.1, 0.1, 0.9, 0.9, 0.9], mask, max_span_length=3)
   assert [(s, e) for s, e, _ in spans] == [(1, 4)]
   # Two starts before one end: both pair with it (resolve_overlaps settles that).
-  spans = ner_mrc_task.decode_spans([0.6, 0.9, 0.1], [0.1, 0.1, 0.9])
+  spans = ner_decoding.decode_spans([0.6, 0.9, 0.1], [0.1, 0.1, 0.9])
   assert [(s, e) for s, e, _ in spans] == [(0, 2), (1, 2)]
 
 
 def test_resolve_overlaps():
   candidates = [("PER", 0, 2, 0.5), ("ORG", 1, 3, 0.9), ("LOC", 4, 4, 0.3), ("PER", 4, 5, 0.3),
                 ("MISC", 6, 7, 0.4), ("ORG", 7, 8, 0.4)]
-  kept = ner_mrc_task.resolve_overlaps(candidates, ["PER", "LOC", "ORG", "MISC"])
+  kept = ner_decoding.resolve_overlaps(candidates, ["PER", "LOC", "ORG", "MISC"])
   # ORG 1-3 beats PER 0-2; LOC 4-4 and PER 4-5 tie: the earlier start ties, then the shorter;
   # MISC 6-7 and ORG 7-8 tie: the earlier start wins.
   assert kept == [("ORG", 1, 3, 0.9), ("LOC", 4, 4, 0.3), ("MISC", 6, 7, 0.4)]
   # Same span, same score, two types: the query-map order decides.
-  assert ner_mrc_task.resolve_overlaps([("ORG", 0, 1, 0.5), ("LOC", 0, 1, 0.5)],
+  assert ner_decoding.resolve_overlaps([("ORG", 0, 1, 0.5), ("LOC", 0, 1, 0.5)],
                                       ["PER", "LOC", "ORG"]) == [("LOC", 0, 1, 0.5)]
 
 
 def test_decode_sentence_predictions_merges_windows_and_types():
-  sentence = ner_mrc_task.NerSentence(tokens=list("abcdef"), tags=["O"] * 6, source_line=1)
+  sentence = ner_tags.NerSentence(tokens=list("abcdef"), tags=["O"] * 6, source_line=1)
   # Two windows over words [0, 4) and [2, 6); piece layout: [CLS] q [SEP] words... [SEP].
   def meta(i, entity_type, ws, we):
-    return ner_mrc_task.FeatureMeta(
+    return ner_features.FeatureMeta(
         feature_index=i, sentence_index=0, entity_type=entity_type, window_start_word=ws,
         window_end_word=we, num_words=6,
         word_index_of_piece=[-1, -1, -1] + list(range(ws, we)) + [-1], tokens=None)
@@ -426,7 +431,7 @@ def test_decode_sentence_predictions_merges_windows_and_types():
   # LOC 5-5 from window 2.
   start[3][3 + 3] = 0.95
   end[3][3 + 3] = 0.95
-  tags = ner_mrc_task.decode_sentence_predictions([sentence], metas, start, end,
+  tags = ner_decoding.decode_sentence_predictions([sentence], metas, start, end,
                                                  entity_types=["PER", "LOC"])
   assert tags == [["O", "B-PER", "I-PER", "O", "O", "B-LOC"]]
 
@@ -447,7 +452,7 @@ def test_ner_metrics_hand_computed():
           ["O", "O", "B-LOC"],                     # MISC missed; LOC spurious
           ["B-LOC", "I-LOC"],                      # LOC right
           ["O"]]                                   # PER missed
-  m = ner_mrc_task.ner_metrics(gold, pred)
+  m = ner_decoding.ner_metrics(gold, pred)
   # gold 7 entities, predicted 6, correct 3 (PER 0-1, PER 4-4, LOC 0-1).
   assert (m["num_gold"], m["num_pred"], m["num_correct"]) == (7, 6, 3)
   assert m["precision"] == pytest.approx(3 / 6)
@@ -467,16 +472,16 @@ def test_ner_metrics_hand_computed():
 
 def test_ner_metrics_edge_cases():
   # A stray I- in a prediction is an entity (conlleval); a partial overlap is wrong.
-  m = ner_mrc_task.ner_metrics([["B-PER", "I-PER", "O"]], [["I-PER", "I-PER", "O"]])
+  m = ner_decoding.ner_metrics([["B-PER", "I-PER", "O"]], [["I-PER", "I-PER", "O"]])
   assert m["f1"] == 1.0
-  m = ner_mrc_task.ner_metrics([["B-PER", "I-PER", "I-PER"]], [["B-PER", "I-PER", "O"]])
+  m = ner_decoding.ner_metrics([["B-PER", "I-PER", "I-PER"]], [["B-PER", "I-PER", "O"]])
   assert (m["precision"], m["recall"], m["f1"]) == (0.0, 0.0, 0.0)
-  m = ner_mrc_task.ner_metrics([["O", "O"]], [["O", "O"]])
+  m = ner_decoding.ner_metrics([["O", "O"]], [["O", "O"]])
   assert (m["precision"], m["recall"], m["f1"], m["per_type"]) == (0.0, 0.0, 0.0, {})
   with pytest.raises(ValueError):
-    ner_mrc_task.ner_metrics([["O"]], [["O", "O"]])
+    ner_decoding.ner_metrics([["O"]], [["O", "O"]])
   with pytest.raises(ValueError):
-    ner_mrc_task.ner_metrics([["O"]], [])
+    ner_decoding.ner_metrics([["O"]], [])
 
 
 # ------------------------------------------------------------------------------------------
@@ -485,23 +490,23 @@ def test_ner_metrics_edge_cases():
 
 
 def test_write_bio_predictions_conll_and_char_bio(tmp_path):
-  sentences = [ner_mrc_task.NerSentence(["EU", "rejects", "German"], ["B-ORG", "O", "B-MISC"], 3),
-               ner_mrc_task.NerSentence(["Peter"], ["B-PER"], 7)]
+  sentences = [ner_tags.NerSentence(["EU", "rejects", "German"], ["B-ORG", "O", "B-MISC"], 3),
+               ner_tags.NerSentence(["Peter"], ["B-PER"], 7)]
   pred = [["B-ORG", "O", "O"], ["B-PER"]]
   path = str(tmp_path / "sub" / "pred.txt")
-  ner_mrc_task.write_bio_predictions(path, sentences, pred, "conll")
+  ner_readers.write_bio_predictions(path, sentences, pred, "conll")
   with open(path, encoding="utf-8") as f:
     assert f.read() == "EU B-ORG\nrejects O\nGerman O\n\nPeter B-PER\n\n"
-  chars = [ner_mrc_task.NerSentence(["中", "国"], ["B-LOC", "I-LOC"], 1)]
+  chars = [ner_tags.NerSentence(["中", "国"], ["B-LOC", "I-LOC"], 1)]
   path = str(tmp_path / "pred_chars.txt")
-  ner_mrc_task.write_bio_predictions(path, chars, [["B-LOC", "I-LOC"]], "char_bio")
+  ner_readers.write_bio_predictions(path, chars, [["B-LOC", "I-LOC"]], "char_bio")
   with open(path, encoding="utf-8") as f:
     assert f.read() == "中\tB-LOC\n国\tI-LOC\n\n"
-  assert ner_mrc_task.read_char_bio(path)[0] == chars
+  assert ner_readers.read_char_bio(path)[0] == chars
   with pytest.raises(ValueError):
-    ner_mrc_task.write_bio_predictions(path, chars, [["O"]], "char_bio")
+    ner_readers.write_bio_predictions(path, chars, [["O"]], "char_bio")
   with pytest.raises(ValueError):
-    ner_mrc_task.write_bio_predictions(path, chars, [["O", "O"]], "xml")
+    ner_readers.write_bio_predictions(path, chars, [["O", "O"]], "xml")
 
 
 # ------------------------------------------------------------------------------------------
@@ -521,7 +526,7 @@ def _head_graph(loss_types):
     end = tf.compat.v1.placeholder(tf.int32, [None, None])
     outputs = {}
     for name, loss_type, gamma in loss_types:
-      outputs[name] = ner_mrc_task.create_mrc_head(seq, mask, start, end, loss_type=loss_type,
+      outputs[name] = ner_head.create_mrc_head(seq, mask, start, end, loss_type=loss_type,
                                                   focal_gamma=gamma)
     init = tf.compat.v1.global_variables_initializer()
   return graph, (seq, mask, start, end), outputs, init
@@ -552,8 +557,8 @@ def test_head_variables_shapes_and_loss_values():
       [("ce", "ce", 2.0), ("focal", "focal", 2.0)])
   with graph.as_default():
     names = sorted((v.op.name, v.shape.as_list()) for v in tf.compat.v1.global_variables())
-  assert names == [(ner_mrc_task.HEAD_BIAS_NAME, [2]),
-                   (ner_mrc_task.HEAD_KERNEL_NAME, [HIDDEN, 2])]
+  assert names == [(ner_head.HEAD_BIAS_NAME, [2]),
+                   (ner_head.HEAD_KERNEL_NAME, [HIDDEN, 2])]
   assert names[1][0] == "mrc/start_end/kernel" and names[0][0] == "mrc/start_end/bias"
   rng = np.random.RandomState(3)
   with tf.compat.v1.Session(graph=graph) as sess:
@@ -620,8 +625,8 @@ def test_head_without_labels_and_bad_loss_type():
   with tf.Graph().as_default():
     seq = tf.compat.v1.placeholder(tf.float32, [None, None, HIDDEN])
     mask = tf.compat.v1.placeholder(tf.int32, [None, None])
-    start_logits, end_logits, loss = ner_mrc_task.create_mrc_head(seq, mask)
+    start_logits, end_logits, loss = ner_head.create_mrc_head(seq, mask)
     assert loss is None
     assert start_logits.shape.as_list() == [None, None]
     with pytest.raises(ValueError, match="loss_type"):
-      ner_mrc_task.create_mrc_head(seq, mask, mask, mask, loss_type="dice")
+      ner_head.create_mrc_head(seq, mask, mask, mask, loss_type="dice")

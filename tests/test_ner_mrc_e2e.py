@@ -203,11 +203,12 @@ def test_stages_write_checkpoints_and_metrics(runs, name):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_predictions_keep_the_input_format(runs, name):
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import readers as ner_readers  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import tags as ner_tags  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   _, data_format, _, _, _ = DATASETS[name]
   test_file = "test.txt" if data_format == "conll2003" else "test_data"
-  gold, _ = ner_mrc_task.read_ner_file(os.path.join(run["data"], test_file), data_format)
+  gold, _ = ner_readers.read_ner_file(os.path.join(run["data"], test_file), data_format)
   path = os.path.join(run["stage2"], "test_predictions.txt")
   if data_format == "conll2003":
     # `token TAG` per line, a blank line after each sentence.
@@ -217,14 +218,14 @@ def test_predictions_keep_the_input_format(runs, name):
     tags = [[fields[1] for fields in block] for block in predicted]
   else:
     # Same layout as the input: the readers read it back.
-    sentences, _ = ner_mrc_task.read_ner_file(path, data_format)
+    sentences, _ = ner_readers.read_ner_file(path, data_format)
     tokens = [s.tokens for s in sentences]
     tags = [s.tags for s in sentences]
   assert tokens == [s.tokens for s in gold]
-  entity_types = set(ner_mrc_task.load_queries(os.path.join(
+  entity_types = set(ner_readers.load_queries(os.path.join(
       run["stage2"], "export", "ner_queries.json")))
   for sentence_tags in tags:
-    for entity_type, _, _ in ner_mrc_task.bio_to_spans(sentence_tags):
+    for entity_type, _, _ in ner_tags.bio_to_spans(sentence_tags):
       assert entity_type in entity_types
   with open(os.path.join(run["stage2"], "test_predictions.json"), encoding="utf-8") as f:
     records = json.load(f)
@@ -236,7 +237,7 @@ def test_predictions_keep_the_input_format(runs, name):
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_export_is_plain_successor_and_saved_model_matches(runs, name):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import export  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   export_dir = os.path.join(run["stage2"], "export")
   with open(os.path.join(export_dir, "bert_config.json")) as f:
@@ -252,7 +253,7 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
   data = np.load(os.path.join(run["stage2"], "test_probabilities.npz"))
   feed, lengths = _npz_feed(data)
   n = len(lengths)
-  sess, predict = export.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
+  sess, predict = serving.load_saved_model_predictor(os.path.join(export_dir, "saved_model"))
   try:
     out = predict(feed)
   finally:
@@ -279,7 +280,7 @@ def _npz_feed(data):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_tflite_and_the_ner_predictor_match_run_ner_mrc(runs, name, tmp_path):
-  import serving  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   export_dir = os.path.join(run["stage2"], "export")
   data = np.load(os.path.join(run["stage2"], "test_probabilities.npz"))
@@ -314,28 +315,32 @@ def _decode_probabilities(export_dir, records, data, lengths):
   Returns (the threshold: the 80th percentile over words of min(start, end) probability, the
   spans per sentence).
   """
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import decoding as ner_decoding  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import features as ner_features  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import readers as ner_readers  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import tags as ner_tags  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(export_dir, ner_mrc_task.EXPORT_TASK_FILE)) as f:
+  with open(os.path.join(export_dir, ner_task.EXPORT_TASK_FILE)) as f:
     task = json.load(f)
-  queries = ner_mrc_task.load_queries(os.path.join(export_dir, ner_mrc_task.EXPORT_QUERIES_FILE))
+  queries = ner_readers.load_queries(os.path.join(export_dir, ner_task.EXPORT_QUERIES_FILE))
   tokenizer = tokenization.FullTokenizer(os.path.join(export_dir, "vocab.txt"), True)
-  sentences = [ner_mrc_task.NerSentence(r["tokens"], ["O"] * len(r["tokens"]), i)
+  sentences = [ner_tags.NerSentence(r["tokens"], ["O"] * len(r["tokens"]), i)
                for i, r in enumerate(records)]
-  _, metas = ner_mrc_task.convert_sentences_to_features(
+  _, metas = ner_features.convert_sentences_to_features(
       sentences, queries, tokenizer, task["max_seq_length"], task["doc_stride"])
   assert len(metas) == len(lengths)
   offsets = np.concatenate([[0], np.cumsum(lengths)])
   split = {k: [data[k][offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
            for k in ("start_probs", "end_probs")}
-  words = ner_mrc_task.word_level_probs(metas, split["start_probs"], split["end_probs"],
+  words = ner_decoding.word_level_probs(metas, split["start_probs"], split["end_probs"],
                                         len(sentences))
   threshold = float(np.percentile(np.concatenate(
       [np.minimum(start, end) for per_type in words for start, end in per_type.values()]), 80))
-  tags = ner_mrc_task.decode_sentence_predictions(
+  tags = ner_decoding.decode_sentence_predictions(
       sentences, metas, split["start_probs"], split["end_probs"], threshold=threshold,
       max_span_length=task["max_span_length"] or None, entity_types=list(queries))
-  return threshold, [list(ner_mrc_task.bio_to_spans(t)) for t in tags]
+  return threshold, [list(ner_tags.bio_to_spans(t)) for t in tags]
 
 
 def _export_with_threshold(export_dir, threshold, target):
@@ -358,9 +363,9 @@ def _export_with_threshold(export_dir, threshold, target):
 
 @pytest.fixture
 def ner_cfg(minilm_dir, tmp_path):
-  """make(**overrides) -> a RunConfig of run_ner_mrc.py's flag defaults + a tiny model."""
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  """make(**overrides) -> the RunSettings of run_ner_mrc.py's flag defaults + a tiny model."""
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
   config_file = str(tmp_path / "bert_config.json")
   with open(config_file, "w") as f:
     json.dump(TINY_CONFIG, f)
@@ -373,23 +378,22 @@ def ner_cfg(minilm_dir, tmp_path):
                   output_dir=str(tmp_path / "out"), max_seq_length=64, do_train=True,
                   do_eval=True)
     values.update(overrides)
-    return run_config.RunConfig.from_defaults(run_ner_mrc.FLAGS, **values)
+    return runner.settings_of(ner_task.NerMrcRun, **values)
 
   make.data_dir = str(data_dir)
   return make
 
 
 def test_file_and_query_defaults_follow_the_format(ner_cfg):
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
-  cfg = ner_cfg(data_format="char_bio")
-  ner_mrc_task.check_ner_config(cfg)
-  assert (cfg.train_file, cfg.dev_file, cfg.test_file) == ("train_data", "test_data",
-                                                           "test_data")
-  assert cfg.query_file.endswith(os.path.join("configs", "ner_queries_msra.json"))
-  cfg = ner_cfg(data_format="conll2003", dev_file="my_dev.txt")
-  ner_mrc_task.check_ner_config(cfg)
-  assert (cfg.train_file, cfg.dev_file, cfg.test_file) == ("train.txt", "my_dev.txt", "test.txt")
-  assert cfg.query_file.endswith(os.path.join("configs", "ner_queries_conll2003.json"))
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  settings = ner_task.resolve_settings(ner_cfg(data_format="char_bio").task)
+  assert (settings.train_file, settings.dev_file, settings.test_file) == (
+      "train_data", "test_data", "test_data")
+  assert settings.query_file.endswith(os.path.join("queries", "ner_queries_msra.json"))
+  settings = ner_task.resolve_settings(ner_cfg(data_format="conll2003", dev_file="my_dev.txt").task)
+  assert (settings.train_file, settings.dev_file, settings.test_file) == (
+      "train.txt", "my_dev.txt", "test.txt")
+  assert settings.query_file.endswith(os.path.join("queries", "ner_queries_conll2003.json"))
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -399,20 +403,22 @@ def test_file_and_query_defaults_follow_the_format(ner_cfg):
     ({"focal_gamma": -0.5}, "--focal_gamma"),
 ])
 def test_bad_ner_flags_fail_early(ner_cfg, overrides, message):
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import errors  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  from theseus import errors  # pylint: disable=g-import-not-at-top
   with pytest.raises(errors.InputDataError, match=message):
-    run_ner_mrc.run(ner_cfg(**overrides))
+    runner.run_task(ner_task.NerMrcRun, ner_cfg(**overrides))
 
 
 def test_missing_dev_file_and_unknown_entity_type_are_named(ner_cfg):
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
-  import errors  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  from theseus import errors  # pylint: disable=g-import-not-at-top
   with open(os.path.join(ner_cfg.data_dir, "train_data"), "w", encoding="utf-8") as f:
     f.write("李\tB-PER\n白\tI-PER\n好\tO\n")
   with pytest.raises(errors.InputDataError, match="test_data: file not found"):
-    run_ner_mrc.run(ner_cfg(data_format="char_bio"))
+    runner.run_task(ner_task.NerMrcRun, ner_cfg(data_format="char_bio"))
   with open(os.path.join(ner_cfg.data_dir, "test_data"), "w", encoding="utf-8") as f:
     f.write("\n北\tB-GPE\n京\tI-GPE\n")
   with pytest.raises(errors.InputDataError, match=r"test_data:2: .*'GPE' has no query"):
-    run_ner_mrc.run(ner_cfg(data_format="char_bio"))
+    runner.run_task(ner_task.NerMrcRun, ner_cfg(data_format="char_bio"))

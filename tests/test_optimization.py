@@ -138,3 +138,67 @@ def test_learning_rate_warmup_and_decay():
     with tf1.Session() as sess:
       values = [float(sess.run(lr, {step: s})) for s in (0, 5, 10, 55, 100, 150)]
   np.testing.assert_allclose(values, [0.0, 0.5, 0.9, 0.45, 0.0, 0.0], atol=1e-6)
+
+
+def _trainer_weights(checkpoint, suc_layers, finetune_suc, accumulation, batches, lr):
+  """Model variables and Adam slots after the trainer's update (theseus/training/update.py,
+  with trainer.make_model_fn and the classification head) on `batches`, from `checkpoint`."""
+  from theseus.config import groups  # pylint: disable=g-import-not-at-top
+  from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets, head  # pylint: disable=g-import-not-at-top
+  from theseus.training import distribute, trainer, update  # pylint: disable=g-import-not-at-top
+  stage = Stage.of(suc_layers, finetune_suc)
+  task = head.make_task(datasets.get_processor("mrpc"), [])
+  with tf.Graph().as_default() as graph:
+    features = {name: tf1.placeholder(tf.int32, [None, None])
+                for name in ("input_ids", "input_mask", "segment_ids")}
+    features["label_ids"] = tf1.placeholder(tf.int32, [None, 1])
+    model_fn = trainer.make_model_fn(tiny_config(), task, stage, 1.0 if suc_layers else None,
+                                     tf.float32, groups.DistillationSettings(), None)
+    hyper = update.Hyperparameters(learning_rate=lr, num_train_steps=10, num_warmup_steps=0,
+                                   accumulation=accumulation, clip_norm=1.0,
+                                   weight_decay_rate=0.01)
+    step = update.build_train_step(distribute.local_cluster(), features, model_fn, stage, hyper,
+                                   seed=0)
+    variables = {v.op.name: v for v in tf1.global_variables()}
+    saver = tf1.train.Saver([v for n, v in variables.items()])
+    with tf1.Session(graph=graph) as sess:
+      sess.run(tf1.local_variables_initializer())
+      saver.restore(sess, checkpoint)
+      for i, (ids, mask, segments, labels) in enumerate(batches):
+        feed = {features["input_ids"]: ids, features["input_mask"]: mask,
+                features["segment_ids"]: segments, features["label_ids"]: labels[:, None],
+                step.micro_batch: i % accumulation}
+        sess.run(step.micro_batch_op if accumulation > 1 else step.update_op, feed)
+        if accumulation > 1 and i % accumulation == accumulation - 1:
+          sess.run(step.update_op)
+      return sess.run(variables)
+
+
+@pytest.mark.parametrize("suc_layers, finetune_suc, accumulation", [
+    (0, False, 1), (2, False, 2), (2, True, 1)])
+def test_the_google_style_faces_update_as_the_trainer_does(tmp_path, suc_layers, finetune_suc,
+                                                           accumulation):
+  """create_optimizer_for_bert_theseus (and create_optimizer, its defaults) is a face over the
+  trainer's update: from the same weights and batches, the same weights and Adam slots."""
+  rng = np.random.RandomState(5)
+  batches = []
+  for i in range(4):
+    ids, mask, segments = random_inputs(seed=i)
+    batches.append((ids, mask, segments, rng.randint(0, 2, size=3).astype(np.int32)))
+  face = Trainer(suc_layers=suc_layers, finetune_suc=finetune_suc, rate=1.0,
+                 accumulation=accumulation, lr=1e-2)
+  checkpoint = face.saver.save(face.sess, str(tmp_path / "start.ckpt"))
+  for ids, mask, segments, labels in batches:
+    face.step((ids, mask, segments), labels)
+  with face.graph.as_default():
+    by_face = face.sess.run({v.op.name: v for v in tf1.global_variables()})
+  by_trainer = _trainer_weights(checkpoint, suc_layers, finetune_suc, accumulation, batches, 1e-2)
+  assert by_face["global_step"] == by_trainer["global_step"] == 4 // accumulation
+  compared = [n for n in by_trainer if n != "global_step"]
+  assert any("adam_m" in n for n in compared) and any("output_weights" == n for n in compared)
+  start = tf.train.load_checkpoint(checkpoint)
+  assert any(not np.array_equal(by_trainer[n], start.get_tensor(n)) for n in compared)
+  for name in compared:
+    np.testing.assert_allclose(by_face[name], by_trainer[name], rtol=1e-5, atol=1e-7,
+                               err_msg=name)

@@ -22,9 +22,10 @@ tf1.disable_eager_execution()
 
 def _tiny_fp16_step(initial_scale, window):
   """A tiny BertModel computing in fp16, its TrainStep with loss scaling, and its variables."""
-  import distribute  # pylint: disable=g-import-not-at-top
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-  import train_step  # pylint: disable=g-import-not-at-top
+  from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
+  from theseus.training import distribute  # pylint: disable=g-import-not-at-top
+  from theseus.training import update  # pylint: disable=g-import-not-at-top
   config = modeling.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2,
                                num_attention_heads=2, intermediate_size=32,
                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -39,12 +40,11 @@ def _tiny_fp16_step(initial_scale, window):
     loss = tf.reduce_mean(tf.square(model.get_pooled_output() - 0.5))
     return loss, {"hard": loss}, None
 
-  settings = dict(seed=1, learning_rate=1e-2, num_train_steps=1000, num_warmup_steps=0,
-                  accumulation=1, finetune_suc=False, train_scope=None, clip_norm=1.0,
-                  weight_decay_rate=0.0)
+  hyper = update.Hyperparameters(learning_rate=1e-2, num_train_steps=1000, num_warmup_steps=0,
+                                 accumulation=1, clip_norm=1.0, weight_decay_rate=0.0)
   tf1.set_random_seed(1)
-  step = train_step.build_train_step(distribute.local_cluster(), features, model_fn, settings,
-                                     train_step.LossScaling(initial_scale, window))
+  step = update.build_train_step(distribute.local_cluster(), features, model_fn, Stage.of(0),
+                                 hyper, 1, loss_scaling=update.LossScaling(initial_scale, window))
   by_name = {v.op.name: v for v in tf1.global_variables()}
   return step, by_name
 
@@ -86,28 +86,27 @@ def world(tmp_path_factory, shared_data_dir, minilm_dir):
 
 
 def _cfg(world, name, **overrides):
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   values = dict(task_name="mrpc", data_dir=world["data_dir"], bert_config_file=world["config"],
                 vocab_file=world["vocab"], output_dir=str(world["root"] / name), do_train=True,
                 max_seq_length=64, train_batch_size=8, num_train_steps=20,
                 save_checkpoints_steps=20, learning_rate=1e-3, warmup_proportion=0.0, seed=3)
   values.update(overrides)
-  return run_config.RunConfig.from_defaults(run_classifier.FLAGS, **values)
+  return runner.settings_of(classifier_task.ClassifierRun, **values)
 
 
 def _losses(cfg):
   """The loss of each of the run's updates (built and run in process)."""
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
-  task_run = classifier_task.ClassifierRun(cfg)
-  task_run.check_config()
-  bert_config = run_config.check_run_config(cfg)
-  task_run.read_data(run_config.make_tokenizer(cfg))
-  task, path, num_features, _ = task_run.train_inputs()
-  plan = trainer.plan_training(cfg, num_features)
-  g = trainer.build_train_graph(cfg, bert_config, task, path, plan)
+  from conftest import read_task_run  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.training import trainer  # pylint: disable=g-import-not-at-top
+  task_run, bert_config = read_task_run(classifier_task.ClassifierRun, cfg, {"train"})
+  task, path, num_features, _ = task_run.train_inputs(False)
+  plan = trainer.plan_training(cfg.training, cfg.actions.output_dir, cfg.replacing.stage(),
+                               num_features)
+  g = trainer.build_train_graph(cfg.model, cfg.training, cfg.replacing, cfg.distillation,
+                                cfg.scale, bert_config, task, path, plan)
   with tf1.Session(graph=g.graph) as sess:
     sess.run(g.init_ops)
     return np.array([sess.run(g.fetches)["loss"] for _ in range(plan.num_train_steps)])
@@ -123,11 +122,12 @@ def test_bf16_and_fp16_losses_follow_fp32(world):
 
 
 def test_an_fp16_run_exports_an_fp32_model(world):
-  import run_classifier  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   cfg = _cfg(world, "fp16_export", precision="fp16", num_train_steps=3, save_checkpoints_steps=3,
              suc_layers=2, replacing_rate=0.5, do_export=True)
-  run_classifier.run(cfg)
-  export_dir = cfg.export_dir
+  runner.run_task(classifier_task.ClassifierRun, cfg)
+  export_dir = cfg.export.export_dir
   reader = tf.train.load_checkpoint(os.path.join(export_dir, "bert_model.ckpt"))
   dtypes = reader.get_variable_to_dtype_map()
   assert dtypes and all(d == tf.float32 for d in dtypes.values()), dtypes

@@ -33,14 +33,12 @@ def _stop(step):
   raise _Stop(step)
 
 
-def _train(cfg, task_run, on_checkpoint=None):
-  import run_config  # pylint: disable=g-import-not-at-top
-  import trainer  # pylint: disable=g-import-not-at-top
-  task_run.check_config()
-  bert_config = run_config.check_run_config(cfg)
-  task_run.read_data(run_config.make_tokenizer(cfg))
-  task, path, num_features, _ = task_run.train_inputs()
-  return trainer.train(cfg, bert_config, task, path, num_features, on_checkpoint=on_checkpoint)
+def _train(cfg, task_run_class, on_checkpoint=None):
+  from conftest import read_task_run  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  task_run, bert_config = read_task_run(task_run_class, cfg, {"train"})
+  task, path, num_features, _ = task_run.train_inputs(False)
+  return runner.train(cfg, bert_config, task, path, num_features, on_checkpoint=on_checkpoint)
 
 
 def _tensors(output_dir):
@@ -48,13 +46,13 @@ def _tensors(output_dir):
   return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
 
 
-def _assert_resume_is_exact(make_cfg, make_task_run, tmp_path):
+def _assert_resume_is_exact(make_cfg, task_run_class, tmp_path):
   full_dir, resumed_dir = str(tmp_path / "full"), str(tmp_path / "resumed")
-  _train(make_cfg(full_dir), make_task_run(make_cfg(full_dir)))
+  _train(make_cfg(full_dir), task_run_class)
   with pytest.raises(_Stop):
-    _train(make_cfg(resumed_dir), make_task_run(make_cfg(resumed_dir)), on_checkpoint=_stop)
+    _train(make_cfg(resumed_dir), task_run_class, on_checkpoint=_stop)
   assert os.path.basename(tf.train.latest_checkpoint(resumed_dir)) == "model.ckpt-2"
-  result = _train(make_cfg(resumed_dir), make_task_run(make_cfg(resumed_dir)))
+  result = _train(make_cfg(resumed_dir), task_run_class)
   assert result["global_step"] == 6
   with open(os.path.join(resumed_dir, "train_results.json")) as f:
     assert json.load(f)["resumed_from_step"] == 2
@@ -74,14 +72,13 @@ def tiny_config_file(tmp_path):
 
 def test_classifier_resume_ends_with_the_uninterrupted_weights(shared_data_dir, minilm_dir,
                                                                 tmp_path, tiny_config_file):
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
 
   def make_cfg(output_dir):
-    return run_config.RunConfig.from_defaults(
-        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir,
+    return runner.settings_of(
+        classifier_task.ClassifierRun, task_name="mrpc", data_dir=data_dir,
         bert_config_file=tiny_config_file, vocab_file=os.path.join(minilm_dir, "vocab.txt"),
         output_dir=output_dir, **RUN)
 
@@ -90,14 +87,13 @@ def test_classifier_resume_ends_with_the_uninterrupted_weights(shared_data_dir, 
 
 def test_stage1_resume_redraws_the_same_modules(shared_data_dir, minilm_dir, tmp_path,
                                                 tiny_config_file):
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import run_classifier  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
   data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
 
   def make_cfg(output_dir):
-    return run_config.RunConfig.from_defaults(
-        run_classifier.FLAGS, task_name="mrpc", data_dir=data_dir,
+    return runner.settings_of(
+        classifier_task.ClassifierRun, task_name="mrpc", data_dir=data_dir,
         bert_config_file=tiny_config_file, vocab_file=os.path.join(minilm_dir, "vocab.txt"),
         output_dir=output_dir, **dict(RUN, replacing_rate=0.5))
 
@@ -106,9 +102,8 @@ def test_stage1_resume_redraws_the_same_modules(shared_data_dir, minilm_dir, tmp
 
 def test_ner_resume_ends_with_the_uninterrupted_weights(shared_data_dir, minilm_dir, tmp_path,
                                                          tiny_config_file):
-  import ner_mrc_task  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
-  import run_ner_mrc  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.ner_mrc import task as ner_task  # pylint: disable=g-import-not-at-top
+  from theseus.app import runner  # pylint: disable=g-import-not-at-top
   data_dir = tmp_path / "conll"
   data_dir.mkdir()
   with open(os.path.join(shared_data_dir, "conll2003", "train.txt"), encoding="utf-8") as f:
@@ -116,8 +111,8 @@ def test_ner_resume_ends_with_the_uninterrupted_weights(shared_data_dir, minilm_
   (data_dir / "train.txt").write_text("\n\n".join(blocks[:30]) + "\n", encoding="utf-8")
 
   def make_cfg(output_dir):
-    return run_config.RunConfig.from_defaults(
-        run_ner_mrc.FLAGS, data_dir=str(data_dir), bert_config_file=tiny_config_file,
+    return runner.settings_of(
+        ner_task.NerMrcRun, data_dir=str(data_dir), bert_config_file=tiny_config_file,
         vocab_file=os.path.join(minilm_dir, "vocab.txt"), output_dir=output_dir, **RUN)
 
-  _assert_resume_is_exact(make_cfg, ner_mrc_task.NerMrcRun, tmp_path)
+  _assert_resume_is_exact(make_cfg, ner_task.NerMrcRun, tmp_path)

@@ -59,7 +59,7 @@ def sst2_export(shared_data_dir, minilm_dir, tmp_path_factory):
 
 
 def test_tflite_float_equals_the_saved_model_and_int8_agrees(sst2_export, shared_data_dir):
-  import serving  # pylint: disable=g-import-not-at-top
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
   export_dir, _, _ = sst2_export
   with open(os.path.join(export_dir, "export_info.json")) as f:
     info = json.load(f)

@@ -45,10 +45,11 @@ def test_core_tests_pass_in_classic_tf1_mode(onednn):
 
 def _tiny_export(tmp_path, name, config_values):
   """An export of a 4 -> 2 Theseus checkpoint (random weights, MRPC head) under tmp_path/name."""
-  import classifier_task  # pylint: disable=g-import-not-at-top
-  import export  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import datasets as classifier_datasets  # pylint: disable=g-import-not-at-top
+  from theseus.tasks.classifier import head as classifier_head  # pylint: disable=g-import-not-at-top
+  from theseus.export import writer  # pylint: disable=g-import-not-at-top
+  from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-  import run_config  # pylint: disable=g-import-not-at-top
   work = tmp_path / name
   work.mkdir()
   vocab = work / "vocab.txt"
@@ -56,7 +57,7 @@ def _tiny_export(tmp_path, name, config_values):
   config_file = work / "bert_config.json"
   config_file.write_text(json.dumps(config_values))
   config = modeling.BertConfig.from_json_file(str(config_file))
-  task = classifier_task.make_task(classifier_task.get_processor("mrpc"), [])
+  task = classifier_head.make_task(classifier_datasets.get_processor("mrpc"), [])
   with tf.Graph().as_default():
     tf1.set_random_seed(4)
     ids = tf.zeros([1, 4], tf.int32)
@@ -67,11 +68,9 @@ def _tiny_export(tmp_path, name, config_values):
       for var in tf1.trainable_variables():  # weights far enough from zero to matter
         var.load(np.random.RandomState(0).normal(0, 0.3, var.shape.as_list()), sess)
       checkpoint = tf1.train.Saver().save(sess, str(work / "theseus" / "model.ckpt"))
-  cfg = run_config.RunConfig({"suc_layers": 2, "finetune_suc": False, "suc_init": "first",
-                              "spm_model_file": None, "vocab_file": str(vocab),
-                              "output_dir": None, "cache_dir": None, "export_dir": None})
   export_dir = str(work / "export")
-  export.export_model(cfg, config, task, checkpoint, export_dir)
+  writer.export_model(config, task, "classifier", Stage.of(2), "first", str(vocab), checkpoint,
+                      export_dir)
   return export_dir
 
 

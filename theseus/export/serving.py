@@ -1,0 +1,203 @@
+# coding=utf-8
+"""Serving an export: raw text in, the task's results (labels with probabilities, entities) out.
+
+`Predictor(export_dir)` reads the export's export_info.json, finds its task in the registry
+(theseus/tasks/registry.py), builds the export's own tokenizer (its vocab, its do_lower_case), loads one model
+file, and `predict(texts)` turns raw text into the results predict.py prints: the task's
+ServingTask makes the features and reads the outputs. The model file is the SavedModel or one of
+the TFLite files (--export_tflite); all have the same inputs (input_ids, input_mask,
+segment_ids [batch, length], any length) and outputs, so the rest does not depend on which runs.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from theseus import files
+from theseus.errors import InputDataError
+from theseus.export import tflite
+from theseus.export import writer
+from theseus.tasks import registry
+import tokenization
+
+tf1 = tf.compat.v1
+
+BACKENDS = ("auto", "saved_model", "tflite", "tflite_int8")
+BACKEND_FILES = {"saved_model": "saved_model", "tflite": "model.tflite",
+                 "tflite_int8": "model_int8.tflite"}
+# `auto` runs the fastest exact backend measured for the call (benchmarks/serving.py, BENCHMARKS.md
+# "Serving"): for one short example (batch 1, up to this many word pieces) the float32 TFLite file,
+# when the export has it (4.9 ms against 5.8 for the SavedModel, 3-layer successor, SST-2 dev);
+# for batches and long examples the SavedModel (380 sentences/s at batch 32 against 170).
+AUTO_TFLITE_MAX_LENGTH = 64
+
+
+def load_saved_model_predictor(saved_model_dir, session_config=None):
+  """Returns (session, predict_fn(feed_dict name -> array) -> dict) for an exported SavedModel."""
+  graph = tf.Graph()
+  sess = tf1.Session(graph=graph, config=session_config)
+  with graph.as_default():
+    meta = tf1.saved_model.loader.load(sess, [tf1.saved_model.tag_constants.SERVING],
+                                       saved_model_dir)
+  signature = meta.signature_def[tflite.SIGNATURE_KEY]
+  input_names = {k: v.name for k, v in signature.inputs.items()}
+  output_names = {k: v.name for k, v in signature.outputs.items()}
+
+  def predict(inputs):
+    feed = {input_names[k]: v for k, v in inputs.items()}
+    return sess.run(output_names, feed)
+
+  return sess, predict
+
+
+class SavedModelRunner(object):
+  """The export's SavedModel in a session: inputs dict -> outputs dict of arrays."""
+
+  def __init__(self, saved_model_dir, num_threads=0):
+    config = tf1.ConfigProto()
+    if num_threads:
+      config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = num_threads
+    self.sess, self._predict = load_saved_model_predictor(saved_model_dir, config)
+
+  def __call__(self, inputs):
+    return self._predict(inputs)
+
+  def close(self):
+    self.sess.close()
+
+
+class TFLiteRunner(object):
+  """A TFLite file's serving_default signature: inputs dict -> outputs dict of arrays."""
+
+  def __init__(self, path, num_threads=0):
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
+      self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads or None)
+    self._run = self.interpreter.get_signature_runner(tflite.SIGNATURE_KEY)
+
+  def __call__(self, inputs):
+    return self._run(**inputs)
+
+  def close(self):
+    pass
+
+
+def make_runner(export_dir, backend, num_threads=0):
+  """The runner of one backend (not auto) of an export.
+
+  Raises:
+    InputDataError: the export has no such model file.
+  """
+  if backend not in BACKEND_FILES:
+    raise InputDataError("unknown backend %r (choose from %s)" % (backend, ", ".join(BACKENDS)))
+  path = os.path.join(export_dir, BACKEND_FILES[backend])
+  if not os.path.exists(path):
+    raise InputDataError("the export has no %s (export with --export_tflite, or run "
+                         "convert_checkpoint.py --mode=tflite --export_dir=...)"
+                         % BACKEND_FILES[backend], export_dir)
+  if backend == "saved_model":
+    return SavedModelRunner(path, num_threads)
+  return TFLiteRunner(path, num_threads)
+
+
+def pad_batch(features):
+  """Model inputs of feature dicts, padded to the longest: input_ids / input_mask / segment_ids."""
+  length = max(len(f["input_ids"]) for f in features)
+  batch = {name: np.zeros((len(features), length), np.int32) for name in writer.INPUT_NAMES}
+  for i, feature in enumerate(features):
+    n = len(feature["input_ids"])
+    batch["input_ids"][i, :n] = feature["input_ids"]
+    batch["input_mask"][i, :n] = 1
+    batch["segment_ids"][i, :n] = feature["segment_ids"]
+  return batch
+
+
+def _export_tokenizer(export_dir, do_lower_case):
+  """The tokenizer of the vocab file the export carries (vocab.txt or a SentencePiece .model)."""
+  models = [n for n in os.listdir(export_dir) if n.endswith(".model")]
+  if models:
+    return tokenization.SentencePieceTokenizer(os.path.join(export_dir, models[0]), do_lower_case)
+  return tokenization.FullTokenizer(os.path.join(export_dir, "vocab.txt"), do_lower_case)
+
+
+def export_task(export_dir):
+  """(the task.py module of the export's task, its task file read).
+
+  The task is export_info.json's "task"; an export written before that field existed is known
+  by its task file.
+  """
+  info_path = os.path.join(export_dir, writer.EXPORT_INFO_FILE)
+  kind = files.read_json_object(info_path).get("task") if os.path.exists(info_path) else None
+  if kind is None:
+    for candidate in registry.TASKS:
+      module = registry.task_module(candidate)
+      if os.path.exists(os.path.join(export_dir, module.SERVING.TASK_FILE)):
+        kind = candidate
+  if kind is None:
+    raise InputDataError("not an export (no export_info.json or task file of %s)"
+                         % ", ".join(sorted(registry.TASKS)), export_dir)
+  if kind not in registry.TASKS:
+    raise InputDataError("export_info.json names the task %r, which this version does not know "
+                         "(%s)" % (kind, ", ".join(sorted(registry.TASKS))), export_dir)
+  module = registry.task_module(kind)
+  return module, files.read_json_object(os.path.join(export_dir, module.SERVING.TASK_FILE),
+                                        "task file")
+
+
+class Predictor(object):
+  """An export loaded once; predict(texts) for as many batches as needed.
+
+  Args:
+    export_dir: the export directory.
+    backend: one of BACKENDS ("auto": per call, the fastest exact one the export has).
+    num_threads: threads of the runtime (0: its choice).
+
+  Raises:
+    InputDataError: not an export of a known task, or no such model file.
+  """
+
+  def __init__(self, export_dir, backend="auto", num_threads=0):
+    if not os.path.isdir(export_dir):
+      raise InputDataError("export directory not found", export_dir)
+    if backend not in BACKENDS:
+      raise InputDataError("unknown backend %r (choose from %s)" % (backend, ", ".join(BACKENDS)))
+    module, task_info = export_task(export_dir)
+    tokenizer = _export_tokenizer(export_dir, task_info["do_lower_case"])
+    self.serving = module.SERVING(export_dir, task_info, tokenizer)
+    self.kind, self.task = module.KIND, task_info
+    self.export_dir, self.backend, self.num_threads = export_dir, backend, num_threads
+    self.runners = {}  # backend -> runner, loaded on first use
+    if backend != "auto":
+      self._runner(backend)
+    self.last_backend = None
+
+  def _runner(self, backend):
+    if backend not in self.runners:
+      self.runners[backend] = make_runner(self.export_dir, backend, self.num_threads)
+    return self.runners[backend]
+
+  def run(self, batch):
+    """Model outputs of a padded batch, from the backend chosen for it (see AUTO_TFLITE_*)."""
+    backend = self.backend
+    if backend == "auto":
+      ids = batch["input_ids"]
+      short_single = ids.shape[0] == 1 and ids.shape[1] <= AUTO_TFLITE_MAX_LENGTH
+      has_tflite = os.path.exists(os.path.join(self.export_dir, BACKEND_FILES["tflite"]))
+      backend = "tflite" if short_single and has_tflite else "saved_model"
+    self.last_backend = backend
+    return self._runner(backend)(batch)
+
+  def predict(self, texts, locations=None):
+    """A list of raw-text examples -> a list of result dicts (see predict.py).
+
+    locations: optional (file, line) of each text, for error messages.
+    """
+    features, state = self.serving.features(texts, locations)
+    outputs = self.run(pad_batch(features))
+    return self.serving.results(texts, state, outputs)
+
+  def close(self):
+    for runner in self.runners.values():
+      runner.close()

@@ -1,0 +1,2 @@
+"""The tasks: one folder each (classifier/, ner_mrc/), the interface they implement (base.py) and
+the registry that names them (registry.py)."""

@@ -1,0 +1,178 @@
+"""Where a run trains: one process, several devices of one machine, or several worker processes.
+
+`make_cluster(mode, devices, ...)` turns --distribute into a `Cluster`, the tf.distribute strategy the training
+graph is built under and the session target it runs on:
+
+* none: TensorFlow's default strategy, one replica, a local session (the default);
+* mirrored: tf.distribute.MirroredStrategy over --mirrored_devices (default: every GPU TensorFlow
+  sees, else the CPU), one process, one replica per device;
+* multi_worker: tf.compat.v1 MultiWorkerMirroredStrategy, one replica per worker process (or
+  machine), the cluster read from TF_CONFIG as TensorFlow documents it
+  (`{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}`). The
+  process starts its own tf.distribute.Server and its sessions run on it; worker 0 is the chief.
+
+--train_batch_size is the global batch in every mode: each replica takes its share (the batch
+must divide evenly), so steps, schedules and accumulation are those of one process with the same
+batch. Every worker reads the same data stream and keeps its own rows; the chief alone writes
+checkpoints, summaries, evaluations and exports, into an --output_dir every worker must see.
+"""
+
+import collections
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from theseus.errors import InputDataError
+
+tf1 = tf.compat.v1
+
+DISTRIBUTE_MODES = ("none", "mirrored", "multi_worker")
+
+Cluster = collections.namedtuple("Cluster", [
+    "mode", "strategy", "target", "session_config", "is_chief", "worker_index", "num_workers",
+    "num_replicas"])
+
+# A multi-worker cluster is made once per process: TensorFlow allows a process one server, and a
+# MultiWorkerMirroredStrategy holds collective state for the process.
+_process_cluster = {}
+
+
+def read_tf_config(environ=None):
+  """The (worker addresses, this worker's index) of TF_CONFIG; InputDataError when it is wrong."""
+  text = (environ if environ is not None else os.environ).get("TF_CONFIG")
+  if not text:
+    raise InputDataError("--distribute=multi_worker needs TF_CONFIG, e.g. '{\"cluster\": "
+                         "{\"worker\": [\"host1:2222\", \"host2:2222\"]}, \"task\": "
+                         "{\"type\": \"worker\", \"index\": 0}}' (launch_workers.py sets it)")
+  try:
+    spec = json.loads(text)
+    workers = spec["cluster"]["worker"]
+    task = spec["task"]
+    if not isinstance(task, dict):
+      raise TypeError("task is %r, not an object" % (task,))
+  except (ValueError, KeyError, TypeError) as e:
+    raise InputDataError("TF_CONFIG is not {\"cluster\": {\"worker\": [...]}, \"task\": "
+                         "{...}} (%s: %s)" % (type(e).__name__, e))
+  other_jobs = sorted(set(spec["cluster"]) - {"worker"})
+  if other_jobs:
+    raise InputDataError("TF_CONFIG: only a \"worker\" job is supported (worker 0 is the chief), "
+                         "found %s" % ", ".join(other_jobs))
+  if not isinstance(workers, list) or not workers or not all(
+      isinstance(w, str) and ":" in w for w in workers):
+    raise InputDataError("TF_CONFIG cluster.worker must be a list of \"host:port\", got %r"
+                         % (workers,))
+  if task.get("type") != "worker":
+    raise InputDataError("TF_CONFIG task.type must be \"worker\", got %r" % (task.get("type"),))
+  index = task.get("index")
+  if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(workers):
+    raise InputDataError("TF_CONFIG task.index must be an integer in [0, %d), got %r"
+                         % (len(workers), index))
+  return workers, index
+
+
+def make_cluster(mode, mirrored_devices, global_batch_size, session_config):
+  """The Cluster of --distribute `mode` (a multi-worker one is made once per process).
+
+  Args:
+    mode: "none", "mirrored" or "multi_worker".
+    mirrored_devices: the devices of "mirrored" (empty: every GPU, else the CPU).
+    global_batch_size: --train_batch_size, which the replicas must share evenly.
+    session_config: the tf1.ConfigProto of the run's sessions; a copy is completed here.
+
+  Raises:
+    InputDataError: a bad TF_CONFIG, unknown devices, or a batch the replicas cannot share.
+  """
+  if mode not in DISTRIBUTE_MODES:
+    raise InputDataError("--distribute must be one of %s, got %r"
+                         % (", ".join(DISTRIBUTE_MODES), mode))
+  config = tf1.ConfigProto()
+  config.CopyFrom(session_config)
+  if mode == "none":
+    cluster = local_cluster(config)
+  elif mode == "mirrored":
+    cluster = _mirrored_cluster(mirrored_devices, config)
+  else:
+    if mode not in _process_cluster:
+      _process_cluster[mode] = _multi_worker_cluster(config)
+    cluster = _process_cluster[mode]
+  if global_batch_size % cluster.num_replicas:
+    raise InputDataError("--train_batch_size=%d (the global batch) must be a multiple of the %d "
+                         "replicas" % (global_batch_size, cluster.num_replicas))
+  return cluster
+
+
+def session_config(num_threads, xla):
+  """The tf1.ConfigProto of a run's sessions: thread counts (0: TensorFlow's choice), XLA."""
+  config = tf1.ConfigProto()
+  if num_threads:
+    config.intra_op_parallelism_threads = num_threads
+    config.inter_op_parallelism_threads = num_threads
+  if xla:
+    config.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
+  return config
+
+
+def local_cluster(session_config=None):
+  """One process, one device: TensorFlow's default strategy and a local session."""
+  return Cluster(mode="none", strategy=tf.distribute.get_strategy(), target="",
+                 session_config=session_config or tf1.ConfigProto(), is_chief=True,
+                 worker_index=0, num_workers=1, num_replicas=1)
+
+
+def is_chief(mode):
+  """Whether this process is the chief of a --distribute `mode` cluster (worker 0; a lone
+  process always is)."""
+  if mode != "multi_worker":
+    return True
+  return read_tf_config()[1] == 0
+
+
+def _mirrored_cluster(mirrored_devices, config):
+  devices = list(mirrored_devices or ())
+  if not devices:
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in gpus] or ["/cpu:0"]
+  cpus = [d for d in devices if "cpu" in d.lower()]
+  if cpus:  # several CPU replicas need as many CPU devices in the session
+    config.device_count["CPU"] = max(config.device_count["CPU"], len(cpus))
+  try:
+    strategy = tf.distribute.MirroredStrategy(devices)
+  except (ValueError, tf.errors.OpError) as e:
+    raise InputDataError("--mirrored_devices=%s: %s" % (",".join(devices),
+                                                         str(e).splitlines()[0]))
+  logging.info("Distribution: mirrored over %s", ", ".join(devices))
+  return Cluster(mode="mirrored", strategy=strategy, target="", session_config=config,
+                 is_chief=True, worker_index=0, num_workers=1,
+                 num_replicas=strategy.num_replicas_in_sync)
+
+
+def _multi_worker_cluster(config):
+  workers, index = read_tf_config()
+  strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy()
+  config = strategy.update_config_proto(config)
+  server = tf.distribute.Server(strategy.cluster_resolver.cluster_spec(), job_name="worker",
+                                task_index=index, config=config, protocol="grpc")
+  logging.info("Distribution: worker %d of %d (%s), %d replicas in all%s", index, len(workers),
+               workers[index], strategy.num_replicas_in_sync, ", chief" if index == 0 else "")
+  return Cluster(mode="multi_worker", strategy=strategy, target=server.target,
+                 session_config=config, is_chief=index == 0, worker_index=index,
+                 num_workers=len(workers), num_replicas=strategy.num_replicas_in_sync)
+
+
+def replica_share(global_batch, num_replicas):
+  """This replica's rows of a global batch (in replica context): dict of [batch / R, ...]."""
+  if num_replicas == 1:
+    return dict(global_batch)
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+  share = {}
+  for name, tensor in global_batch.items():
+    rows = tf.shape(tensor)[0] // num_replicas
+    share[name] = tensor[replica * rows:(replica + 1) * rows]
+  return share
+
+
+def local_values(cluster, value):
+  """The values of a per-replica `value` on this process's replicas (a list)."""
+  return list(cluster.strategy.experimental_local_results(value))

@@ -1,0 +1,139 @@
+"""The input pipeline: TFRecord feature caches and the length-bucketed tf.data datasets.
+
+Features are dicts of variable-length int / float lists (no padding on disk). A cache file is
+named by a hash of everything the features depend on (data content, vocab content, lengths,
+...), so a changed input rebuilds it and an unchanged one is read back. Batches are padded to
+their longest sequence, not to max_seq_length.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import time
+
+from absl import logging
+import tensorflow as tf
+
+from theseus import files
+from theseus.errors import TrainingError
+from theseus.errors import short_error
+
+CACHE_FORMAT_VERSION = 1
+
+# Training batches are grouped by length into these buckets (in word pieces).
+BUCKET_BOUNDARIES = (16, 32, 48, 64, 96, 128, 192, 256, 384)
+
+
+def cache_key(parts):
+  """A short stable hash of a dict of things that change the features."""
+  text = json.dumps(dict(parts, cache_format=CACHE_FORMAT_VERSION), sort_keys=True, default=str)
+  return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def write_records(path, records):
+  """Writes serialized records (an iterable of bytes) to a TFRecord file via a temporary name."""
+  tmp = "%s.tmp-%d" % (path, os.getpid())
+  try:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for record in records:
+        writer.write(record)
+    os.replace(tmp, path)
+  except BaseException:
+    files.remove_quietly(tmp)
+    raise
+
+
+def _serialize(feature, int_keys, float_keys):
+  out = collections.OrderedDict()
+  for key in int_keys:
+    out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
+  for key in float_keys:
+    out[key] = tf.train.Feature(float_list=tf.train.FloatList(value=list(feature[key])))
+  return tf.train.Example(features=tf.train.Features(feature=out)).SerializeToString()
+
+
+def write_feature_tfrecord(path, features, int_keys, float_keys=()):
+  """Writes feature dicts (variable-length lists) to a TFRecord file via a temporary name."""
+  write_records(path, (_serialize(f, int_keys, float_keys) for f in features))
+
+
+def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(),
+                    sort_by_length=False):
+  """Returns (tfrecord_path, num_features), building the cache when its key is new.
+
+  Args:
+    cache_dir: directory of the caches.
+    name: e.g. "train", "dev".
+    key_parts: dict of what the features depend on (data file fingerprints, vocab fingerprint,
+      max_seq_length, ...); a change rebuilds the cache.
+    build_fn: () -> list of feature dicts.
+    int_keys, float_keys: the feature names written (variable-length int64 / float lists).
+    sort_by_length: write features sorted by length (evaluation: less padding per batch).
+
+  Raises:
+    TrainingError: the cache cannot be written (a full disk, an unwritable cache_dir).
+  """
+  tf.io.gfile.makedirs(cache_dir)
+  key = cache_key(key_parts)
+  path = os.path.join(cache_dir, "%s-%s.tfrecord" % (name, key))
+  meta_path = path + ".json"
+  if os.path.exists(path) and os.path.exists(meta_path):
+    with open(meta_path) as f:
+      meta = json.load(f)
+    logging.info("Using cached %s features: %s (%d)", name, path, meta["num_features"])
+    return path, meta["num_features"]
+  start = time.time()
+  features = build_fn()
+  if sort_by_length:
+    features = sorted(features, key=lambda ft: len(ft["input_ids"]))
+  try:
+    write_feature_tfrecord(path, features, int_keys, float_keys)
+    files.atomic_write_text(meta_path, json.dumps(
+        {"num_features": len(features), "key": key_parts}, default=str, indent=1))
+  except (OSError, tf.errors.OpError) as e:
+    raise TrainingError("could not write the %s feature cache %s (%s)"
+                        % (name, path, short_error(e)))
+  logging.info("Wrote %d %s features to %s in %.1fs", len(features), name, path,
+               time.time() - start)
+  return path, len(features)
+
+
+def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, skip_batches=0,
+                 bucket_boundaries=BUCKET_BOUNDARIES):
+  """tf.data over a feature cache; batches padded to their longest sequence.
+
+  Training: shuffled with a fixed seed (the same order on every run, so a resumed run can skip
+  the batches it already consumed), repeated, and grouped by length so a batch holds sequences of
+  similar length. Evaluation: one pass in file order, nothing dropped.
+
+  Returns a dataset of dicts name -> [batch, max_len_in_batch] tensors (int32 / float32), with
+  "input_mask" (1 on real positions) added.
+  """
+  spec = {k: tf.io.VarLenFeature(tf.int64) for k in int_keys}
+  spec.update({k: tf.io.VarLenFeature(tf.float32) for k in float_keys})
+
+  def parse(record):
+    parsed = tf.io.parse_single_example(record, spec)
+    out = {}
+    for k in int_keys:
+      out[k] = tf.cast(tf.sparse.to_dense(parsed[k]), tf.int32)
+    for k in float_keys:
+      out[k] = tf.sparse.to_dense(parsed[k])
+    out["input_mask"] = tf.ones_like(out["input_ids"])  # padding below adds the zeros
+    return out
+
+  d = tf.data.TFRecordDataset(path)
+  if is_training:
+    d = d.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
+  d = d.map(parse, num_parallel_calls=2 if not is_training else 1, deterministic=True)
+  if is_training:
+    boundaries = list(bucket_boundaries)
+    d = d.bucket_by_sequence_length(
+        lambda x: tf.shape(x["input_ids"])[0], bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+    if skip_batches:
+      d = d.skip(skip_batches)
+  else:
+    d = d.padded_batch(batch_size)
+  return d.prefetch(2)
