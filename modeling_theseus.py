@@ -63,17 +63,9 @@ class BertConfig(object):
   REQUIRED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size")
 
-  def __init__(self,
-               vocab_size,
-               hidden_size=768,
-               num_hidden_layers=12,
-               num_attention_heads=12,
-               intermediate_size=3072,
-               hidden_act="gelu",
-               hidden_dropout_prob=0.1,
-               attention_probs_dropout_prob=0.1,
-               max_position_embeddings=512,
-               type_vocab_size=16,
+  def __init__(self, vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+               intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+               attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=16,
                initializer_range=0.02):
     self.vocab_size = vocab_size
     self.hidden_size = hidden_size
@@ -150,18 +142,12 @@ def get_activation(activation_string):
   """
   if not isinstance(activation_string, str):
     return activation_string
-  act = activation_string.lower()
-  if act in ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh"):
-    return gelu
-  if act == "gelu_exact":
-    return gelu_exact
-  if act == "relu":
-    return tf.nn.relu
-  if act == "tanh":
-    return tf.tanh
-  if act in ("linear", ""):
-    return None
-  raise ValueError("bert config: unsupported hidden_act %r" % activation_string)
+  functions = {"gelu": gelu, "gelu_new": gelu, "gelu_tanh": gelu, "gelu_pytorch_tanh": gelu,
+               "gelu_exact": gelu_exact, "relu": tf.nn.relu, "tanh": tf.tanh, "linear": None,
+               "": None}
+  if activation_string.lower() not in functions:
+    raise ValueError("bert config: unsupported hidden_act %r" % activation_string)
+  return functions[activation_string.lower()]
 
 
 def hidden_activation(config):
@@ -232,44 +218,44 @@ def dense(input_tensor, kernel, bias, activation=None):
   return output
 
 
+# The dense layers and LayerNorms of one transformer layer, in the order they are created:
+# (scope under the layer, input width, output width), "h" hidden, "i" intermediate; None for a
+# LayerNorm.
+_LAYER_PARTS = (("attention/self/query", "h", "h"), ("attention/self/key", "h", "h"),
+                ("attention/self/value", "h", "h"), ("attention/output/dense", "h", "h"),
+                ("attention/output/LayerNorm", None, None), ("intermediate/dense", "h", "i"),
+                ("output/dense", "i", "h"), ("output/LayerNorm", None, None))
+
+
 def create_transformer_layer_variables(scope_name, config):
   """Creates the variables of one transformer layer under `scope_name` (current scope).
 
   Returns:
     dict from the sub-names in LAYER_VARIABLE_NAMES to variables.
   """
-  h = config.hidden_size
+  widths = {"h": config.hidden_size, "i": config.intermediate_size}
   params = {}
   with tf1.variable_scope(scope_name):
-    with tf1.variable_scope("attention"):
-      with tf1.variable_scope("self"):
-        for part in ("query", "key", "value"):
-          k, b = create_dense_variables(part, h, h, config.initializer_range)
-          params["attention/self/%s/kernel" % part] = k
-          params["attention/self/%s/bias" % part] = b
-      with tf1.variable_scope("output"):
-        k, b = create_dense_variables("dense", h, h, config.initializer_range)
-        params["attention/output/dense/kernel"] = k
-        params["attention/output/dense/bias"] = b
-        beta, gamma = create_layer_norm_variables("LayerNorm", h)
-        params["attention/output/LayerNorm/beta"] = beta
-        params["attention/output/LayerNorm/gamma"] = gamma
-    with tf1.variable_scope("intermediate"):
-      k, b = create_dense_variables("dense", h, config.intermediate_size, config.initializer_range)
-      params["intermediate/dense/kernel"] = k
-      params["intermediate/dense/bias"] = b
-    with tf1.variable_scope("output"):
-      k, b = create_dense_variables("dense", config.intermediate_size, h, config.initializer_range)
-      params["output/dense/kernel"] = k
-      params["output/dense/bias"] = b
-      beta, gamma = create_layer_norm_variables("LayerNorm", h)
-      params["output/LayerNorm/beta"] = beta
-      params["output/LayerNorm/gamma"] = gamma
+    for part, width_in, width_out in _LAYER_PARTS:
+      scopes, leaf = part.split("/")[:-1], part.split("/")[-1]
+      with contextlib.ExitStack() as stack:
+        for scope in scopes:
+          stack.enter_context(tf1.variable_scope(scope))
+        if width_in is None:
+          values = create_layer_norm_variables(leaf, config.hidden_size)
+          names_of = ("beta", "gamma")
+        else:
+          values = create_dense_variables(leaf, widths[width_in], widths[width_out],
+                                          config.initializer_range)
+          names_of = ("kernel", "bias")
+      for name, value in zip(names_of, values):
+        params["%s/%s" % (part, name)] = value
   return params
 
 
 def attention_context(query, key, value, attention_bias, batch_size, from_seq_length,
-                      to_seq_length, num_heads, head_size, attention_probs_dropout_prob):
+                      to_seq_length, num_heads, head_size, attention_probs_dropout_prob,
+                      return_attention=False):
   """Scaled dot-product attention over heads, from projected queries, keys and values.
 
   The scores are added to the bias and normalised in float32 whatever the inputs' dtype.
@@ -282,9 +268,12 @@ def attention_context(query, key, value, attention_bias, batch_size, from_seq_le
     batch_size, from_seq_length, to_seq_length: ints or scalar int Tensors.
     num_heads, head_size: ints.
     attention_probs_dropout_prob: dropout on the attention probabilities (0 when not training).
+    return_attention: also return the attention probabilities (before dropout, float32
+      [batch_size, num_heads, from_seq_length, to_seq_length]) and the values ([batch_size,
+      num_heads, to_seq_length, head_size]).
 
   Returns:
-    float Tensor [batch_size * from_seq_length, num_heads * head_size].
+    float Tensor [batch_size * from_seq_length, num_heads * head_size] (and the two above).
   """
 
   def to_heads(x, seq_length):
@@ -298,13 +287,15 @@ def attention_context(query, key, value, attention_bias, batch_size, from_seq_le
                    tf.float32)  # [B, N, F, T]
   if attention_bias is not None:
     scores += attention_bias
-  probs = tf.cast(dropout(tf.nn.softmax(scores), attention_probs_dropout_prob), v.dtype)
+  raw_probs = tf.nn.softmax(scores)
+  probs = tf.cast(dropout(raw_probs, attention_probs_dropout_prob), v.dtype)
   context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])  # [B, F, N, D]
-  return tf.reshape(context, [batch_size * from_seq_length, num_heads * head_size])
+  context = tf.reshape(context, [batch_size * from_seq_length, num_heads * head_size])
+  return (context, raw_probs, v) if return_attention else context
 
 
 def transformer_layer(layer_input, attention_bias, params, batch_size, seq_length, config,
-                      hidden_dropout_prob, attention_probs_dropout_prob):
+                      hidden_dropout_prob, attention_probs_dropout_prob, return_attention=False):
   """Computes one transformer layer from existing variables.
 
   Args:
@@ -314,16 +305,18 @@ def transformer_layer(layer_input, attention_bias, params, batch_size, seq_lengt
     batch_size, seq_length: scalar int Tensors (or ints).
     config: BertConfig.
     hidden_dropout_prob, attention_probs_dropout_prob: floats (0 when not training).
+    return_attention: also return the attention probabilities and values (attention_context).
 
   Returns:
-    float Tensor [batch_size * seq_length, hidden_size].
+    float Tensor [batch_size * seq_length, hidden_size] (and the layer's attention).
   """
   num_heads = config.num_attention_heads
   q, k, v = [dense(layer_input, params["attention/self/%s/kernel" % part],
                    params["attention/self/%s/bias" % part]) for part in ("query", "key", "value")]
-  context = attention_context(q, k, v, attention_bias, batch_size, seq_length, seq_length,
-                              num_heads, config.hidden_size // num_heads,
-                              attention_probs_dropout_prob)  # [B * T, H]
+  attention = attention_context(q, k, v, attention_bias, batch_size, seq_length, seq_length,
+                                num_heads, config.hidden_size // num_heads,
+                                attention_probs_dropout_prob, return_attention)
+  context = attention[0] if return_attention else attention  # [B * T, H]
 
   attention_output = dense(context, params["attention/output/dense/kernel"],
                            params["attention/output/dense/bias"])
@@ -335,8 +328,9 @@ def transformer_layer(layer_input, attention_bias, params, batch_size, seq_lengt
                        params["intermediate/dense/bias"], hidden_activation(config))
   layer_output = dense(intermediate, params["output/dense/kernel"], params["output/dense/bias"])
   layer_output = dropout(layer_output, hidden_dropout_prob)
-  return apply_layer_norm(layer_output + attention_output, params["output/LayerNorm/beta"],
-                          params["output/LayerNorm/gamma"])
+  output = apply_layer_norm(layer_output + attention_output, params["output/LayerNorm/beta"],
+                            params["output/LayerNorm/gamma"])
+  return (output,) + tuple(attention[1:]) if return_attention else output
 
 
 def check_theseus_layers(num_hidden_layers, suc_layers):
@@ -392,64 +386,66 @@ def draw_replacements(num_modules, replace_rate_prob, draw_seed):
     return tf.less(u, p)
 
 
-def transformer_model_theseus(input_tensor,
-                              attention_bias,
-                              batch_size,
-                              seq_length,
-                              config,
-                              suc_layers=0,
-                              mode="predecessor",
-                              replace_rate_prob=None,
-                              hidden_dropout_prob=0.0,
-                              attention_probs_dropout_prob=0.0,
-                              branch_hook=None,
-                              replace_draw_seed=None):
+def transformer_model_theseus(input_tensor, attention_bias, batch_size, seq_length, config,
+                              suc_layers=0, mode="predecessor", replace_rate_prob=None,
+                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                              branch_hook=None, replace_draw_seed=None, expose_attention=False,
+                              module_teacher=None, extras=None):
   """The encoder: predecessor layers, Theseus modules, or successor modules only.
 
   Args:
-    input_tensor: float Tensor [batch_size * seq_length, hidden_size] (the embeddings).
-    attention_bias: float Tensor [batch_size, 1, 1, seq_length].
-    batch_size, seq_length: scalar int Tensors.
+    input_tensor: float Tensor [batch_size * seq_length, hidden_size] (the embeddings);
+      attention_bias [batch_size, 1, 1, seq_length]; batch_size, seq_length: int Tensors.
     config: BertConfig of the predecessor (num_hidden_layers = L).
     suc_layers: n, the number of successor modules (0 for the plain BERT).
-    mode: "predecessor" (L layers `layer_i`), "theseus" (stage 1: n modules, each a tf.cond between
-      successor j and predecessor group j) or "successor" (n `suc_layer_j` layers only).
+    mode: "predecessor" (L layers `layer_i`), "theseus" (stage 1: n modules, each a cond
+      between successor j and predecessor group j) or "successor" (n `suc_layer_j` only).
     replace_rate_prob: float or scalar float Tensor p in [0, 1] (mode "theseus" only).
     hidden_dropout_prob, attention_probs_dropout_prob: dropout rates (0 when not training).
     branch_hook: optional callable(module_index, branch_name) -> list of ops, run inside the
-      branch ("successor" or "predecessor") before its layers. For instrumentation and tests.
-    replace_draw_seed: int Tensor [2], the key of this step's draw (mode "theseus"; see
-      replace_draw_seed()); default: default_replace_draw_seed().
+      branch ("successor" or "predecessor") before its layers (instrumentation and tests).
+    replace_draw_seed: int Tensor [2], the key of this step's draw ("theseus"; default:
+      default_replace_draw_seed()).
+    expose_attention: extras["attention_probs"] / ["values"] get each layer's (module's last
+      layer's) attention probabilities [B, N, T, T] and values [B, N, T, D] (float32).
+    module_teacher: "theseus" only: callable(j, student, teacher) -> float32 scalar of
+      (output, probs, values) of successor j and of group j on its input (dropout off, no
+      gradient), for the modules that drew the successor (else 0): extras["module_losses"].
+    extras: the dict the two options above fill.
 
   Returns:
-    (all_layer_outputs, replaced): a list of float Tensors [batch_size * seq_length, hidden_size],
-    one per layer (predecessor: L) or per module (theseus, successor: n), and for "theseus" a
-    bool Tensor [n] saying which modules were replaced this step (None otherwise).
+    (all_layer_outputs, replaced): float Tensors [batch_size * seq_length, hidden_size], one per
+    layer (L) or module (n), and for "theseus" the bool Tensor [n] of the modules replaced.
 
-  Raises:
-    ValueError: n does not divide L, n > L, a constant rate outside [0, 1], an unknown mode.
+  Raises ValueError when n does not divide L, n > L, a rate outside [0, 1], an unknown mode.
   """
   group_size = _encoder_group_size(config.num_hidden_layers, suc_layers, mode)
 
-  def run_layers(x, param_list):
+  def run_layers(x, param_list, with_attention=False, dropout=True):
+    """x through the layers: the output (or with its last layer's attention probs, values)."""
+    layer = (x,)
     for params in param_list:
       # Ops named after their layer (layer_i / suc_layer_j), so profiles read per layer.
-      layer = names.LAYER_SCOPE_RE.search(params["output/dense/kernel"].op.name).group(0)
-      with tf.name_scope(layer):
-        x = transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
-                              hidden_dropout_prob, attention_probs_dropout_prob)
-    return x
+      with tf.name_scope(names.LAYER_SCOPE_RE.search(params["output/dense/kernel"].op.name)
+                         .group(0)):
+        out = transformer_layer(layer[0], attention_bias, params, batch_size, seq_length, config,
+                                hidden_dropout_prob if dropout else 0.0,
+                                attention_probs_dropout_prob if dropout else 0.0, with_attention)
+      layer = out if with_attention else (out,)
+    return layer if with_attention else layer[0]
 
-  if mode == "predecessor":
-    return _stacked_layers(input_tensor, names.LAYER_PATTERN, config.num_hidden_layers, config,
-                           run_layers), None
-  if mode == "successor":
-    return _stacked_layers(input_tensor, names.SUC_LAYER_PATTERN, suc_layers, config,
-                           run_layers), None
-  if replace_draw_seed is None:
-    replace_draw_seed = default_replace_draw_seed()
+  extras = {} if extras is None else extras
+  extras.update(attention_probs=[], values=[], module_losses=[])
+  attention = extras if expose_attention else None
+  if mode != "theseus":
+    plain = mode == "predecessor"
+    return _stacked_layers(input_tensor, names.LAYER_PATTERN if plain else
+                           names.SUC_LAYER_PATTERN, config.num_hidden_layers if plain else
+                           suc_layers, config, run_layers, attention), None
   return _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob,
-                          replace_draw_seed, run_layers, branch_hook)
+                          default_replace_draw_seed() if replace_draw_seed is None else
+                          replace_draw_seed, run_layers, branch_hook, attention, module_teacher,
+                          extras)
 
 
 def _encoder_group_size(num_layers, suc_layers, mode):
@@ -464,26 +460,40 @@ def _encoder_group_size(num_layers, suc_layers, mode):
   return group_size
 
 
-def _stacked_layers(input_tensor, name_pattern, num, config, run_layers):
-  """`num` layers named name_pattern % i, one after the other; returns every layer's output."""
+def _stacked_layers(input_tensor, name_pattern, num, config, run_layers, attention=None):
+  """`num` layers named name_pattern % i, one after the other; returns every layer's output.
+
+  attention: optional dict whose "attention_probs" / "values" lists get each layer's.
+  """
   outputs = []
   prev = input_tensor
   for i in range(num):
     params = create_transformer_layer_variables(name_pattern % i, config)
-    prev = run_layers(prev, [params])
+    prev = run_layers(prev, [params], attention is not None)
+    if attention is not None:
+      prev = _keep_attention(prev, attention)
     outputs.append(prev)
   return outputs
 
 
+def _keep_attention(layer, attention):
+  """Appends a layer's (output, probs, values) attention to the lists; returns its output."""
+  attention["attention_probs"].append(layer[1])
+  attention["values"].append(tf.cast(layer[2], tf.float32))
+  return layer[0]
+
+
 def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_prob, draw_seed,
-                     run_layers, branch_hook):
+                     run_layers, branch_hook, attention=None, module_teacher=None, extras=None):
   """Stage 1: n modules, each successor j or predecessor group j as drawn this step.
 
   The choice is a functional conditional (cond_v2, TensorFlow 2's tf.cond) whatever the
   process's control-flow mode: in classic TF1 mode (tf.disable_v2_behavior) tf.cond would build
   Switch / Merge ops instead, whose outputs oneDNN's grappler remapper mis-fuses (the attention's
   BatchMatMul + Mul + Add), so that fetching anything after a drawn successor failed with
-  "Retval[0] does not have value". With cond_v2 both modes build the same graph.
+  "Retval[0] does not have value". With cond_v2 both modes build the same graph. The branches
+  return the attention (for `attention`) and the module loss (for `module_teacher`) only when
+  asked: otherwise the graph is the plain one.
 
   Returns:
     (module outputs: list of n Tensors, replaced: bool Tensor [n]).
@@ -499,23 +509,32 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
                  for i in range(config.num_hidden_layers)]
   suc_params = [create_transformer_layer_variables(names.SUC_LAYER_PATTERN % j, config)
                 for j in range(suc_layers)]
+  plain = attention is None and module_teacher is None
   outputs = []
   prev = input_tensor
   for j in range(suc_layers):
     group = pred_params[j * group_size:(j + 1) * group_size]
 
-    def successor_branch(x=prev, j=j):
-      with tf.control_dependencies(branch_hook(j, "successor") if branch_hook else []):
+    def branch(x, params, which, teach, j=j, group=group):
+      with tf.control_dependencies(branch_hook(j, which) if branch_hook else []):
         x = tf.identity(x)
-      return run_layers(x, [suc_params[j]])
+      if plain:
+        return run_layers(x, params)
+      layer = run_layers(x, params, True)
+      result = [layer[0]] + (list(layer[1:]) if attention is not None else [])
+      if module_teacher is not None:
+        result.append(module_teacher(j, layer, [tf.stop_gradient(t) for t in run_layers(
+            tf.stop_gradient(x), group, True, dropout=False)]) if teach else tf.zeros([]))
+      return result
 
-    def predecessor_branch(x=prev, j=j, group=group):
-      with tf.control_dependencies(branch_hook(j, "predecessor") if branch_hook else []):
-        x = tf.identity(x)
-      return run_layers(x, group)
-
-    prev = cond_v2.cond_v2(replaced[j], successor_branch, predecessor_branch,
+    prev = cond_v2.cond_v2(replaced[j], lambda x=prev, j=j: branch(x, [suc_params[j]],
+                                                                   "successor", True),
+                           lambda x=prev, g=group: branch(x, g, "predecessor", False),
                            name="theseus_module_%d" % j)
+    if not plain:
+      if module_teacher is not None:
+        extras["module_losses"].append(prev[-1])
+      prev = _keep_attention(prev, attention) if attention is not None else prev[0]
     outputs.append(prev)
   return outputs, replaced
 
@@ -616,12 +635,6 @@ def compute_dtype_getter(compute_dtype):
 class BertModel(object):
   """BERT (predecessor, Theseus or successor graph).
 
-  Example:
-    model = BertModel(config, is_training=True, input_ids=ids, input_mask=mask,
-                      token_type_ids=segments, suc_layers=3,
-                      replace_rate_prob=get_replace_rate(global_step, "linear", 0.3, 1e-4))
-    pooled = model.get_pooled_output()  # [batch_size, hidden_size]
-
   The first seven arguments are google-research/bert's, in its order:
     config: BertConfig of the predecessor (num_hidden_layers = L).
     is_training: bool; dropout is on only when True. With suc_layers > 0 and False, the graph
@@ -642,26 +655,17 @@ class BertModel(object):
       seed and global_step; see transformer_model_theseus).
     compute_dtype: tf.float32, tf.bfloat16 or tf.float16: the dtype the encoder layers compute
       in (see the module docstring). The outputs are float32 in every case.
+    expose_attention, module_teacher: see transformer_model_theseus; the attention of every
+      layer (module) and stage 1's module losses are then in `extras`.
 
   Raises:
     ValueError: an impossible config (BertConfig.validate) or Theseus setting.
   """
 
-  def __init__(self,
-               config,
-               is_training,
-               input_ids,
-               input_mask=None,
-               token_type_ids=None,
-               use_one_hot_embeddings=False,
-               scope=None,
-               suc_layers=0,
-               replace_rate_prob=None,
-               finetune_suc=False,
-               branch_hook=None,
-               encoder_fn=None,
-               replace_draw_seed=None,
-               compute_dtype=tf.float32):
+  def __init__(self, config, is_training, input_ids, input_mask=None, token_type_ids=None,
+               use_one_hot_embeddings=False, scope=None, suc_layers=0, replace_rate_prob=None,
+               finetune_suc=False, branch_hook=None, encoder_fn=None, replace_draw_seed=None,
+               compute_dtype=tf.float32, expose_attention=False, module_teacher=None):
     """Builds the graph (the arguments: see the class docstring)."""
     config = copy.deepcopy(config)
     config.validate()
@@ -684,6 +688,7 @@ class BertModel(object):
             config, input_ids, token_type_ids, seq_length, hidden_dropout_prob,
             use_one_hot_embeddings)
       with tf1.variable_scope("encoder"):
+        self.extras = {}  # the encoder's attention and module losses, when asked for
         self._build_encoder(input_mask, batch_size, seq_length, encoder_fn or
                             transformer_model_theseus, compute_dtype, dict(
                                 suc_layers=suc_layers, mode=self.mode,
@@ -691,7 +696,9 @@ class BertModel(object):
                                 hidden_dropout_prob=hidden_dropout_prob,
                                 attention_probs_dropout_prob=(
                                     config.attention_probs_dropout_prob if is_training else 0.0),
-                                branch_hook=branch_hook, replace_draw_seed=replace_draw_seed))
+                                branch_hook=branch_hook, replace_draw_seed=replace_draw_seed,
+                                expose_attention=expose_attention,
+                                module_teacher=module_teacher, extras=self.extras))
       self.sequence_output = self.all_encoder_layers[-1]
       with tf1.variable_scope("pooler"):
         first_token = self.sequence_output[:, 0, :]

@@ -9,7 +9,13 @@ For each task and seed, with the embedded all-MiniLM-L6-v2 as the pretrained sta
                    directly, with the stage 1 + stage 2 budget in updates;
   theseus_kd       theseus_const with distillation from the predecessor in both stages (soft
                    labels --kd_alpha at --kd_temperature, hidden matching --kd_hidden_weight);
-  truncation_kd    truncation with the same distillation losses and budget.
+  theseus_module   theseus_const taught by the predecessor: soft labels in both stages, stage 1's
+                   module distillation (--kd_module_weight: each drawn successor matched to its
+                   group), hidden matching in stage 2;
+  truncation_kd    truncation with soft labels and hidden matching (the 6-layer teacher's layers
+                   1, 3, 5 for the student's 0, 1, 2), the same budget.
+--kd_augment=N adds N teacher-labelled augmented copies of each example to every *_kd / *_module
+run (the same number of updates).
 Every run is the real run_classifier.py command line with --evaluate_during_training, so the dev
 metric is recorded at every checkpoint (eval_history.jsonl). The table reports the metric of the
 *final* checkpoint of each method (no selection on dev), mean and sample standard deviation (n - 1)
@@ -44,7 +50,7 @@ sys.path.insert(0, REPO)
 
 TASK_DIRS = {"mrpc": "MRPC", "sst-2": "SST-2", "rte": "RTE"}
 METHODS = ("predecessor", "theseus_const", "theseus_linear", "theseus_linear2", "truncation",
-           "theseus_kd", "truncation_kd")
+           "theseus_kd", "theseus_module", "truncation_kd")
 
 
 def build_parser():
@@ -85,6 +91,12 @@ def build_parser():
                  help="theseus_kd / truncation_kd: soft-label temperature")
   p.add_argument("--kd_hidden_weight", type=float, default=1.0,
                  help="theseus_kd / truncation_kd: weight of hidden matching")
+  p.add_argument("--kd_module_weight", type=float, default=1.0,
+                 help="theseus_module: weight of stage 1's module distillation")
+  p.add_argument("--kd_module_attention_weight", type=float, default=0.0,
+                 help="theseus_module: weight of MiniLM's attention targets in it")
+  p.add_argument("--kd_augment", type=int, default=0,
+                 help="distilled methods: teacher-labelled augmented copies of each example")
   return p
 
 
@@ -133,12 +145,14 @@ RUN_SETTINGS = ("max_train_examples", "predecessor_epochs", "stage1_epochs", "st
                 "learning_rate", "stage1_learning_rate", "stage2_learning_rate", "batch_size",
                 "max_seq_length", "evals_per_run", "linear_start", "linear_reach_fraction",
                 "stage1_also_train", "suc_init", "kd_alpha", "kd_temperature",
-                "kd_hidden_weight")
+                "kd_hidden_weight", "kd_module_weight", "kd_module_attention_weight",
+                "kd_augment")
 # Settings added after work_dirs were already made: a settings.json without them was made with
 # these values.
 LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first",
                           "stage1_learning_rate": None, "kd_alpha": 0.5, "kd_temperature": 2.0,
-                          "kd_hidden_weight": 1.0}
+                          "kd_hidden_weight": 1.0, "kd_module_weight": 1.0,
+                          "kd_module_attention_weight": 0.0, "kd_augment": 0}
 
 
 def check_settings(base, args):
@@ -198,21 +212,33 @@ class _SeedRun(object):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     return tf.train.latest_checkpoint(os.path.join(self.base, name))
 
-  def kd_flags(self):
-    """The distillation flags of the *_kd methods: the predecessor teaches."""
+  def kd_flags(self, hidden=True):
+    """The distillation flags of the distilled methods: the predecessor teaches."""
     a = self.args
     return ["--kd_alpha=%g" % a.kd_alpha, "--kd_temperature=%g" % a.kd_temperature,
-            "--kd_hidden_weight=%g" % a.kd_hidden_weight,
-            "--teacher_checkpoint=" + self.pred_ckpt,
+            "--kd_hidden_weight=%g" % (a.kd_hidden_weight if hidden else 0.0),
+            "--kd_augment=%d" % a.kd_augment, "--teacher_checkpoint=" + self.pred_ckpt,
             "--teacher_bert_config_file=" + self.model.bert_config_file]
 
-  def theseus(self, method, stage1_flags, kd=False):
-    """Stage 1 (6 -> 3) from the predecessor, then stage 2: (stage-1 history, stage-2 history)."""
+  def module_flags(self):
+    """theseus_module's stage 1: soft labels and module distillation."""
     a = self.args
-    extra = self.kd_flags() if kd else []
+    return self.kd_flags(hidden=False) + [
+        "--kd_module_weight=%g" % a.kd_module_weight,
+        "--kd_module_attention_weight=%g" % a.kd_module_attention_weight]
+
+  def theseus(self, method, stage1_flags, kd=False, module=False):
+    """Stage 1 (6 -> 3) from the predecessor, then stage 2: (stage-1 history, stage-2 history).
+
+    kd: distillation in both stages (theseus_kd); module: theseus_module's (module
+    distillation in stage 1, hidden matching in stage 2, soft labels in both).
+    """
+    a = self.args
+    extra = self.kd_flags() if kd or module else []
+    s1_extra = self.module_flags() if module else extra
     s1_rate = a.learning_rate if a.stage1_learning_rate is None else a.stage1_learning_rate
     config = "--bert_config_file=" + self.model.bert_config_file
-    s1 = self.run(method + "_stage1", self.s1_steps, stage1_flags + extra + [
+    s1 = self.run(method + "_stage1", self.s1_steps, stage1_flags + s1_extra + [
         config, "--init_checkpoint=" + self.pred_ckpt, "--suc_layers=3",
         "--learning_rate=%g" % s1_rate, "--stage1_also_train=" + a.stage1_also_train,
         "--suc_init=" + a.suc_init])
@@ -258,6 +284,9 @@ def run_task_seed(args, task, seed, model, num_examples):
   if "theseus_kd" in methods:
     s1, s2 = r.theseus("theseus_kd", constant, kd=True)
     runs["theseus_kd"] = s1 + s2
+  if "theseus_module" in methods:
+    s1, s2 = r.theseus("theseus_module", constant, module=True)
+    runs["theseus_module"] = s1 + s2
   if "truncation" in methods:
     runs["truncation"] = r.truncation("truncation")
   if "truncation_kd" in methods:
@@ -324,7 +353,7 @@ def plot_task(task, per_seed, main_metric, schedule, path, notes=()):
   x = np.arange(0, schedule["s1_steps"] + schedule["s2_steps"] + 1)
   const = np.where(x <= schedule["s1_steps"], 0.5, 1.0)
   linear = np.minimum(1.0, schedule["linear_start"] + schedule["linear_k"] * x)
-  if any(m in per_seed[0] for m in ("theseus_const", "theseus_kd")):
+  if any(m in per_seed[0] for m in ("theseus_const", "theseus_kd", "theseus_module")):
     ax2.plot(x, const, "k:", alpha=0.5, label="replace rate (const)")
   if any(m in per_seed[0] for m in ("theseus_linear", "theseus_linear2")):
     ax2.plot(x, linear, "k--", alpha=0.5, label="replace rate (linear)")

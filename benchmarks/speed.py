@@ -56,6 +56,21 @@ DEFAULT_SST2_DEV = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "dat
                                                  "SST-2", "dev.tsv"))
 DEFAULT_WORK_DIR = os.path.join(REPO_ROOT, "runs", "speed")
 
+# Distillation configurations (--train_configs stage1_kd / stage2_kd): the cost per step of each
+# loss. soft: cached soft labels; soft_hidden: + hidden matching (the teacher runs every step);
+# module / module_attention: stage 1's module distillation (the drawn groups run forward), with
+# MiniLM's attention targets; matches: TextBrewer-style matches of the last layer (hidden cosine
+# and attention KL; the teacher runs every step).
+KD_CONFIGS = {
+    "soft": dict(kd_alpha=0.5, kd_temperature=2.0),
+    "soft_hidden": dict(kd_alpha=0.5, kd_temperature=2.0, kd_hidden_weight=1.0),
+    "module": dict(kd_module_weight=1.0),
+    "module_attention": dict(kd_module_weight=1.0, kd_module_attention_weight=1.0),
+    "matches": dict(kd_matches=("5:2:hidden:cosine:1", "5:2:attention:attention_kl:1")),
+}
+STAGE1_KD = ("soft", "soft_hidden", "module", "module_attention", "matches")
+STAGE2_KD = ("soft", "soft_hidden", "matches")
+
 # Targets of the issue (checked and printed, never tuned for).
 TARGET_SPEEDUP = {3: 1.8, 2: 2.6}  # inference, batch 32, length 128, 6 -> n
 TARGET_STAGE1_VS_BOTH = 0.75  # stage-1 step time at p = 0.5 / both-branches reference
@@ -91,8 +106,8 @@ def parse_args(argv=None):
   p.add_argument("--train_configs", default="predecessor,stage1,both_branches,stage2",
                  help="training configurations to time (comma list of predecessor, stage1, "
                       "both_branches, stage2, stage1_kd, stage2_kd; --with_pytorch adds "
-                      "PyTorch). The _kd ones time a stage with theseus_kd's losses: cached soft "
-                      "labels, and soft labels + hidden matching (the teacher every step)")
+                      "PyTorch). The _kd ones time a stage with each distillation loss of "
+                      "KD_CONFIGS")
   p.add_argument("--threads", type=int, default=0,
                  help="intra- and inter-op threads (TF) / torch threads; 0: the frameworks' "
                       "defaults")
@@ -321,13 +336,16 @@ class TFInferenceRunner(object):
 def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, config,
                           suc_layers=0, mode="theseus", replace_rate_prob=None,
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                          branch_hook=None, replace_draw_seed=None):
+                          branch_hook=None, replace_draw_seed=None, expose_attention=False,
+                          module_teacher=None, extras=None):
   """The reference to beat: every module computes successor j AND predecessor group j.
 
   Same interface, variables and draw as modeling_theseus.transformer_model_theseus in "theseus"
   mode; the module output is g * successor + (1 - g) * predecessor with g_j = 1[u_j < p].
   """
-  del branch_hook
+  del branch_hook, extras
+  if expose_attention or module_teacher:
+    raise ValueError("the both-branches reference exposes no attention and no module losses")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
   if mode != "theseus":
@@ -390,15 +408,12 @@ class TFTrainRunner(object):
       rate = None
       if variant in ("stage1", "both_branches"):
         rate = modeling.get_replace_rate(global_step, "constant", spec["replace_rate"])
-      kd = groups.DistillationSettings()
-      if spec.get("kd"):  # the theseus_kd losses: cached soft labels (+ the teacher every step)
+      kd = groups.DistillationSettings(**KD_CONFIGS.get(spec.get("kd"), {}))
+      if kd.soft_labels:  # cached soft labels: fed like the pipeline feeds them
         self.placeholders["teacher_logits"] = tf1.placeholder(tf.float32, [None, 2])
-        kd = groups.DistillationSettings(
-            kd_alpha=0.5, kd_temperature=2.0,
-            kd_hidden_weight=1.0 if spec["kd"] == "soft_hidden" else 0.0)
       task = head.make_task(datasets.get_processor("sst-2"), [])
       model_fn = trainer.make_model_fn(
-          config, task, stage, rate, tf.float32, kd, config,
+          config, task, stage, rate, tf.float32, kd, config, num_train_steps=1000000,
           encoder_fn=both_branches_encoder if variant == "both_branches" else None)
       hyper = update.Hyperparameters(learning_rate=2e-5, num_train_steps=1000000,
                                      num_warmup_steps=1000, accumulation=1, clip_norm=1.0,
@@ -862,13 +877,12 @@ def run_training(args, results, bert_config, bert_config_file):
                     dict(common, variant="both_branches", suc_layers=n)))
     if "stage2" in args.train_configs:
       specs.append(("stage2_%dL" % n, dict(common, variant="stage2", suc_layers=n)))
-    for kd in ("soft", "soft_hidden"):
-      if "stage1_kd" in args.train_configs:
-        specs.append(("stage1_kd_%s_%dto%d_p%g" % (kd, num_layers, n, args.replace_rate),
-                      dict(common, variant="stage1", suc_layers=n, kd=kd)))
-      if "stage2_kd" in args.train_configs:
-        specs.append(("stage2_kd_%s_%dL" % (kd, n), dict(common, variant="stage2", suc_layers=n,
-                                                         kd=kd)))
+    for kd in STAGE1_KD if "stage1_kd" in args.train_configs else ():
+      specs.append(("stage1_kd_%s_%dto%d_p%g" % (kd, num_layers, n, args.replace_rate),
+                    dict(common, variant="stage1", suc_layers=n, kd=kd)))
+    for kd in STAGE2_KD if "stage2_kd" in args.train_configs else ():
+      specs.append(("stage2_kd_%s_%dL" % (kd, n), dict(common, variant="stage2", suc_layers=n,
+                                                       kd=kd)))
     if args.stage1_extremes:
       for rate in (0.0, 1.0):
         specs.append(("stage1_%dto%d_p%g" % (num_layers, n, rate),

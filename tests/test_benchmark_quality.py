@@ -24,7 +24,8 @@ def make_args(quality, **overrides):
             "stage2_learning_rate": 3e-5,
             "batch_size": 32, "max_seq_length": 128, "evals_per_run": 6, "linear_start": 0.3,
             "linear_reach_fraction": 0.6, "stage1_also_train": "", "suc_init": "first",
-            "kd_alpha": 0.5, "kd_temperature": 2.0, "kd_hidden_weight": 1.0}
+            "kd_alpha": 0.5, "kd_temperature": 2.0, "kd_hidden_weight": 1.0,
+            "kd_module_weight": 1.0, "kd_module_attention_weight": 0.0, "kd_augment": 0}
   assert set(values) == set(quality.RUN_SETTINGS)
   values.update(overrides)
   return argparse.Namespace(**values)
@@ -51,7 +52,8 @@ def test_settings_added_later_take_their_old_default(tmp_path):
   del recorded["stage1_also_train"]  # a work_dir made before the ablation flags existed
   del recorded["suc_init"]
   del recorded["stage1_learning_rate"]
-  for name in ("kd_alpha", "kd_temperature", "kd_hidden_weight"):  # before distillation existed
+  for name in ("kd_alpha", "kd_temperature", "kd_hidden_weight", "kd_module_weight",
+               "kd_module_attention_weight", "kd_augment"):  # before distillation existed
     del recorded[name]
   with open(os.path.join(base, "settings.json"), "w") as f:
     json.dump(recorded, f)

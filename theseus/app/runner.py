@@ -60,10 +60,8 @@ def check(settings, task_run):
   checks.warn_if_random_start(settings.model.init_checkpoint, settings.actions.do_train,
                               checkpoints.find_latest_checkpoint(settings.actions.output_dir))
   checks.check_writable_dir(settings.actions.output_dir)
-  if settings.distillation.any and settings.actions.do_train:
-    teacher_lib.check_teacher(settings.distillation, settings.model.init_checkpoint,
-                              bert_config, settings.model.bert_config_file,
-                              stage.suc_layers or bert_config.num_hidden_layers)
+  teacher_lib.check(settings.distillation, stage, settings.model.init_checkpoint, bert_config,
+                    settings.model.bert_config_file, settings.actions.do_train)
   return bert_config, stage
 
 
@@ -97,7 +95,8 @@ def run(settings, task_run):
   results = {}
   if actions.do_train:
     task, train_path, num_features, eval_path = task_run.train_inputs(
-        settings.training.evaluate_during_training)
+        settings.training.evaluate_during_training, settings.distillation.kd_augment,
+        settings.training.seed)
     results["train"] = train(settings, bert_config, task, train_path, num_features, eval_path)
   if not (actions.do_eval or actions.do_predict or actions.do_export):
     return results

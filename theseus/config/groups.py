@@ -18,6 +18,7 @@ from theseus.stage import SUC_INIT_RULES
 from theseus.stage import Stage
 
 STAGE1_EXTRA_GROUPS = ("embeddings", "pooler", "head")
+SCHEDULES = ("constant", "linear_growth", "linear_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +130,33 @@ class DistillationSettings:
                                     "teacher's last layer of group j (0: none; runs the teacher "
                                     "every step).", minimum=0)
   kd_embeddings: bool = setting(False, "Hidden matching also matches the embedding outputs.")
-  teacher_checkpoint: Optional[str] = setting(None, "The teacher (default: --init_checkpoint).")
+  kd_module_weight: float = setting(
+      0.0, "Stage 1: weight of the module distillation (each successor module that drew matched "
+      "to its predecessor group on the same input; theseus/distillation/intermediate.py).",
+      minimum=0)
+  kd_module_loss: str = setting("nmse", "The module distillation's hidden-state loss.",
+                                choices=("mse", "nmse", "cosine", "pkd"))
+  kd_module_attention_weight: float = setting(
+      0.0, "Module distillation: weight of MiniLM's attention and value-relation KL of the "
+      "group's last layer.", minimum=0)
+  kd_matches: Tuple[str, ...] = setting(
+      (), "Intermediate matches with the frozen teacher, each teacher_layer:student_layer:"
+      "feature:loss:weight (feature hidden / attention / value_relation; layers from 0 or "
+      "`embeddings`).")
+  kd_temperature_schedule: str = setting("constant", "The temperature over training: constant, "
+                                         "linear_growth (1 -> T) or linear_decay (T -> 1).",
+                                         choices=SCHEDULES)
+  kd_weight_schedule: str = setting("constant", "Every distillation weight over training: "
+                                    "constant, linear_growth (0 -> w) or linear_decay (w -> 0).",
+                                    choices=SCHEDULES)
+  kd_augment: int = setting(0, "Augmented copies of each training example, labelled by the "
+                            "teacher (TextBrewer's masking, deleting, n-gram sampling, "
+                            "reordering; classification tasks).", minimum=0)
+  teacher_checkpoint: Tuple[str, ...] = setting(
+      (), "The teacher(s) (default: --init_checkpoint); with several, their soft labels are "
+      "averaged and the first one runs for hidden matching.")
   teacher_bert_config_file: Optional[str] = setting(
-      None, "The teacher's bert_config.json (default: --bert_config_file).")
+      None, "The teachers' bert_config.json (default: --bert_config_file).")
 
   @property
   def soft_labels(self):
@@ -142,8 +167,14 @@ class DistillationSettings:
     return self.kd_hidden_weight > 0
 
   @property
+  def runs_teacher(self):
+    """Whether the frozen teacher runs in every step (hidden matching, matches)."""
+    return self.hidden_matching or bool(self.kd_matches)
+
+  @property
   def any(self):
-    return self.soft_labels or self.hidden_matching
+    return (self.soft_labels or self.runs_teacher or self.kd_module_weight > 0 or
+            self.kd_augment > 0)
 
 
 @dataclasses.dataclass(frozen=True)

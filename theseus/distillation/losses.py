@@ -65,3 +65,95 @@ def hidden_matching_loss(student, teacher, input_mask, include_embeddings):
   losses = [tf.reduce_sum(tf.square(s - tf.stop_gradient(t)) * mask) /
             (tf.maximum(tf.reduce_sum(mask), 1.0) * width) for s, t in pairs]
   return tf.add_n(losses) / float(len(losses))
+
+
+# ----------------------------------------------------------------------------------------------
+# Intermediate matches: hidden states and attention, over real tokens only. Hidden states are
+# [N, H] rows (flattened [batch * length, hidden]) with a 0/1 row mask [N]; attention
+# probabilities [B, heads, T, T] and values [B, heads, T, D] with a 0/1 token mask [B, T].
+
+HIDDEN_LOSSES = ("mse", "nmse", "cosine", "pkd")
+ATTENTION_LOSSES = ("attention_kl", "attention_mse")
+_EPSILON = 1e-12
+
+
+def _masked_mean(per_row, mask):
+  """The mean of per_row [N] over rows where mask [N] is 1."""
+  mask = tf.cast(mask, tf.float32)
+  return tf.reduce_sum(per_row * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def hidden_loss(kind, student, teacher, mask):
+  """A hidden-state loss averaged over real rows.
+
+  mse: mean squared difference per element; nmse: mse divided by the teacher's mean square
+  per element (scale-free); cosine: 1 - cosine similarity of the two vectors; pkd: mse of the
+  L2-normalised vectors (Patient KD).
+
+  Args:
+    kind: one of HIDDEN_LOSSES.
+    student, teacher: float Tensors [N, H] (teacher outside the gradient).
+    mask: [N] 0/1.
+  """
+  student, teacher = tf.cast(student, tf.float32), tf.cast(teacher, tf.float32)
+  if kind == "mse":
+    return _masked_mean(tf.reduce_mean(tf.square(student - teacher), -1), mask)
+  if kind == "nmse":
+    return (_masked_mean(tf.reduce_mean(tf.square(student - teacher), -1), mask) /
+            tf.maximum(_masked_mean(tf.reduce_mean(tf.square(teacher), -1), mask), _EPSILON))
+  if kind == "cosine":
+    cos = tf.reduce_sum(tf.math.l2_normalize(student, -1, _EPSILON) *
+                        tf.math.l2_normalize(teacher, -1, _EPSILON), -1)
+    return _masked_mean(1.0 - cos, mask)
+  if kind == "pkd":
+    difference = (tf.math.l2_normalize(student, -1, _EPSILON) -
+                  tf.math.l2_normalize(teacher, -1, _EPSILON))
+    return _masked_mean(tf.reduce_mean(tf.square(difference), -1), mask)
+  raise ValueError("unknown hidden loss %r (choose from %s)" % (kind, ", ".join(HIDDEN_LOSSES)))
+
+
+def _query_mask(token_mask, num_heads):
+  """[B * heads * T] 0/1: the real query positions of every head."""
+  mask = tf.cast(token_mask, tf.float32)[:, None, :]  # [B, 1, T]
+  return tf.reshape(tf.tile(mask, [1, num_heads, 1]), [-1])
+
+
+def attention_loss(kind, student_probs, teacher_probs, token_mask):
+  """attention_kl: KL(teacher || student) of each real query's distribution over the keys;
+  attention_mse: mean squared difference of the probabilities; averaged over heads and real
+  query positions.
+
+  Args:
+    student_probs, teacher_probs: [B, heads, T, T] (rows sum to 1 over real keys).
+    token_mask: [B, T] 0/1.
+  """
+  heads = tf.shape(student_probs)[1]
+  length = tf.shape(student_probs)[-1]
+  s = tf.reshape(tf.cast(student_probs, tf.float32), [-1, length])
+  t = tf.reshape(tf.cast(teacher_probs, tf.float32), [-1, length])
+  if kind == "attention_kl":
+    per_row = tf.reduce_sum(t * (tf.math.log(t + _EPSILON) - tf.math.log(s + _EPSILON)), -1)
+  elif kind == "attention_mse":
+    per_row = tf.reduce_mean(tf.square(s - t), -1)
+  else:
+    raise ValueError("unknown attention loss %r (choose from %s)"
+                     % (kind, ", ".join(ATTENTION_LOSSES)))
+  return _masked_mean(per_row, _query_mask(token_mask, heads))
+
+
+def value_relation(values, token_mask):
+  """MiniLM's value relation: softmax(V V^T / sqrt(d)) per head over real keys, [B, h, T, T].
+
+  values: [B, heads, T, D]; token_mask: [B, T].
+  """
+  values = tf.cast(values, tf.float32)
+  scores = tf.matmul(values, values, transpose_b=True) / tf.sqrt(
+      tf.cast(tf.shape(values)[-1], tf.float32))
+  bias = (1.0 - tf.cast(token_mask, tf.float32))[:, None, None, :] * -10000.0
+  return tf.nn.softmax(scores + bias, -1)
+
+
+def value_relation_loss(student_values, teacher_values, token_mask):
+  """KL(teacher's value relation || the student's), averaged like attention_loss."""
+  return attention_loss("attention_kl", value_relation(student_values, token_mask),
+                        value_relation(teacher_values, token_mask), token_mask)

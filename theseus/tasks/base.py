@@ -49,11 +49,14 @@ class TaskSpec(object):
       value of it (distillation's soft labels); empty when the task has none.
     soft_loss: callable(outputs, features, temperature) -> the soft-label loss of the head's
       outputs against the cached teacher features, or None.
+    teacher_label: callable(teacher output row) -> {label feature: values}: the label an
+      augmented training copy (feature "augmented" = 1) gets from the teacher; None when the
+      task has no augmentation.
   """
 
   def __init__(self, int_keys, float_keys, index_key, build_head, decode, score,
                serving_outputs, head_variable_regex, sequence_output_keys=(),
-               teacher_outputs=None, soft_loss=None):
+               teacher_outputs=None, soft_loss=None, teacher_label=None):
     self.int_keys = list(int_keys)
     self.float_keys = list(float_keys)
     self.index_key = index_key
@@ -65,6 +68,7 @@ class TaskSpec(object):
     self.sequence_output_keys = tuple(sequence_output_keys)
     self.teacher_outputs = dict(teacher_outputs or {})
     self.soft_loss = soft_loss
+    self.teacher_label = teacher_label
 
   def evaluate(self, rows):
     """The metrics of a set's evaluated rows."""
@@ -72,7 +76,8 @@ class TaskSpec(object):
 
 
 def build_model(bert_config, task, features, is_training, stage, replace_rate=None,
-                encoder_fn=None, replace_draw_seed=None, compute_dtype=tf.float32):
+                encoder_fn=None, replace_draw_seed=None, compute_dtype=tf.float32,
+                expose_attention=False, module_teacher=None):
   """The BertModel of a stage with the task head on top.
 
   Args:
@@ -82,8 +87,8 @@ def build_model(bert_config, task, features, is_training, stage, replace_rate=No
       labels the head's loss reads, when training or evaluating).
     is_training: dropout on, and in stage 1 the Theseus graph.
     stage: the Stage (theseus/stage.py) whose graph to build.
-    replace_rate, encoder_fn, replace_draw_seed, compute_dtype: as for
-      modeling_theseus.BertModel.
+    replace_rate, encoder_fn, replace_draw_seed, compute_dtype, expose_attention,
+      module_teacher: as for modeling_theseus.BertModel.
 
   Returns:
     (model, loss or None, outputs dict).
@@ -92,7 +97,8 @@ def build_model(bert_config, task, features, is_training, stage, replace_rate=No
       bert_config, is_training, features["input_ids"], features["input_mask"],
       features["segment_ids"], suc_layers=stage.suc_layers, replace_rate_prob=replace_rate,
       finetune_suc=stage.finetune_suc, encoder_fn=encoder_fn,
-      replace_draw_seed=replace_draw_seed, compute_dtype=compute_dtype)
+      replace_draw_seed=replace_draw_seed, compute_dtype=compute_dtype,
+      expose_attention=expose_attention, module_teacher=module_teacher)
   loss, outputs = task.build_head(model, features, is_training)
   return model, loss, outputs
 
@@ -121,8 +127,12 @@ class TaskRun(object):
     """Reads and validates the data files of `sets` (a subset of train, dev, test)."""
     raise NotImplementedError()
 
-  def train_inputs(self, with_dev):
-    """(TaskSpec, train feature cache, its number of features, dev cache or None)."""
+  def train_inputs(self, with_dev, augment_copies=0, seed=0):
+    """(TaskSpec, train feature cache, its number of features, dev cache or None).
+
+    augment_copies: augmented copies of each training example (--kd_augment), drawn with
+    `seed`; a task without augmentation refuses them (InputDataError).
+    """
     raise NotImplementedError()
 
   def eval_sets(self):

@@ -26,6 +26,8 @@ import tensorflow as tf
 import modeling_theseus as modeling
 from theseus import files
 from theseus import stage as stage_lib
+from theseus.distillation import intermediate
+from theseus.distillation import schedules
 from theseus.distillation import teacher as teacher_lib
 from theseus.errors import InputDataError
 from theseus.errors import TrainingError
@@ -110,13 +112,13 @@ def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, be
 
 def _with_teacher_outputs(kd, init_checkpoint, bert_config, task, train_path, batch_size,
                           session_config):
-  """The training feature cache, with the teacher's outputs when distillation uses them."""
-  teacher = teacher_lib.teacher_checkpoint(kd, init_checkpoint)
+  """The training feature cache, with the teachers' outputs when distillation uses them."""
+  teachers = teacher_lib.teacher_checkpoints(kd, init_checkpoint)
   if kd.any:
-    logging.info(teacher_lib.describe(kd, teacher))
+    logging.info(teacher_lib.describe(kd, teachers))
   if not kd.soft_labels:
     return train_path
-  return teacher_lib.teacher_logits_cache(teacher, teacher_lib.teacher_config(kd, bert_config),
+  return teacher_lib.teacher_logits_cache(teachers, teacher_lib.teacher_config(kd, bert_config),
                                           task, train_path, batch_size, session_config)
 
 
@@ -221,15 +223,24 @@ def build_train_graph(model, training, replacing, kd, scale, bert_config, task, 
 
 
 def make_model_fn(bert_config, task, stage, replace_rate, compute_dtype, kd, teacher_config,
-                  encoder_fn=None):
-  """The update's model_fn: (features, draw_seed) -> (loss, loss terms, modules drawn)."""
+                  num_train_steps=1, encoder_fn=None):
+  """The update's model_fn: (features, draw_seed) -> (loss, loss terms, modules drawn).
+
+  teacher_config: the BertConfig of the teacher that runs in the step (hidden matching,
+  matches); num_train_steps: the run's, for the distillation schedules.
+  """
+  expose = intermediate.needs_attention(intermediate.parse_matches(kd.kd_matches))
 
   def model_fn(replica_features, draw_seed):
     model, hard_loss, outputs = base.build_model(
         bert_config, task, replica_features, True, stage, replace_rate, encoder_fn=encoder_fn,
-        replace_draw_seed=draw_seed, compute_dtype=compute_dtype)
+        replace_draw_seed=draw_seed, compute_dtype=compute_dtype, expose_attention=expose,
+        module_teacher=teacher_lib.module_teacher(kd, stage, replica_features))
+    done = None
+    if (kd.kd_temperature_schedule, kd.kd_weight_schedule) != ("constant", "constant"):
+      done = schedules.progress(tf1.train.get_global_step(), num_train_steps)
     loss, loss_terms = teacher_lib.student_loss(kd, task, model, hard_loss, outputs,
-                                                replica_features, teacher_config)
+                                                replica_features, teacher_config, done)
     return loss, loss_terms, model.replaced_modules
 
   return model_fn
@@ -246,7 +257,8 @@ def _build_step(model, training, replacing, kd, scale, bert_config, task, plan, 
         global_step, replacing.scheduler_type, replacing.replacing_rate,
         replacing.scheduler_linear_k, replacing.steps_for_replacing)
   model_fn = make_model_fn(bert_config, task, stage, replace_rate,
-                           modeling.COMPUTE_DTYPES[scale.precision], kd, bert_config)
+                           modeling.COMPUTE_DTYPES[scale.precision], kd,
+                           teacher_lib.teacher_config(kd, bert_config), plan.num_train_steps)
   train_scope = None
   if stage.kind == stage_lib.REPLACING and replacing.stage1_also_train:
     train_scope = optimizer_lib.stage1_train_scope(replacing.stage1_also_train,
@@ -264,8 +276,8 @@ def _build_step(model, training, replacing, kd, scale, bert_config, task, plan, 
       0.0 if stage.kind == stage_lib.PLAIN else 1.0)
   if not plan.latest and model.init_checkpoint:
     _init_from_checkpoint(model.init_checkpoint, replacing.suc_init)
-  if kd.hidden_matching:  # every start: the teacher is not in the run's checkpoints
-    teacher_lib.init_teacher(teacher_lib.teacher_checkpoint(kd, model.init_checkpoint))
+  if kd.runs_teacher:  # every start: the teacher is not in the run's checkpoints
+    teacher_lib.init_teacher(teacher_lib.teacher_checkpoints(kd, model.init_checkpoint)[0])
   logging.info("  parameters: %d trained of %d in the graph; %d replica(s), %s",
                modeling.count_parameters(step.train_vars),
                modeling.count_parameters(tf1.trainable_variables()), cluster.num_replicas,

@@ -61,8 +61,11 @@ def create_classifier_head(pooled_output, num_labels, is_regression, labels=None
 
 
 
-def make_task(processor, examples):
-  """The TaskSpec of sentence (pair) classification / regression; `score` scores `examples`."""
+def make_task(processor, examples, augmented=False):
+  """The TaskSpec of sentence (pair) classification / regression; `score` scores `examples`.
+
+  augmented: the features carry "augmented" (1 on copies the teacher labels).
+  """
   label_list = processor.get_labels()
   num_labels = 1 if processor.is_regression else len(label_list)
   label_key = "label_values" if processor.is_regression else "label_ids"
@@ -95,13 +98,18 @@ def make_task(processor, examples):
                                          features["teacher_logits"][:, 0])
     return losses.softmax_soft_loss(outputs["logits"], features["teacher_logits"], temperature)
 
+  def teacher_label(row):
+    if processor.is_regression:
+      return {"label_values": [float(row["logits"][0])]}
+    return {"label_ids": [int(np.argmax(row["logits"]))]}
+
   return base.TaskSpec(
       int_keys=["input_ids", "segment_ids", "example_index"] + (
-          [] if processor.is_regression else ["label_ids"]),
+          [] if processor.is_regression else ["label_ids"]) + (["augmented"] if augmented else []),
       float_keys=["label_values"] if processor.is_regression else [],
       index_key="example_index", build_head=build_head, decode=decode, score=score,
       serving_outputs=serving_outputs, head_variable_regex=HEAD_VARIABLE_REGEX,
-      teacher_outputs=TEACHER_OUTPUTS, soft_loss=soft_loss)
+      teacher_outputs=TEACHER_OUTPUTS, soft_loss=soft_loss, teacher_label=teacher_label)
 
 
 def serving_outputs(outputs):

@@ -19,6 +19,7 @@ from theseus.config import declare
 from theseus.config.declare import setting
 from theseus.errors import InputDataError
 from theseus.tasks import base
+from theseus.tasks.classifier import augment
 from theseus.tasks.classifier import datasets
 from theseus.tasks.classifier import features
 from theseus.tasks.classifier import head
@@ -180,18 +181,28 @@ class ClassifierRun(base.TaskRun):
     if self.processor.num_skipped_rows:
       logging.warning("skipped %d bad rows (--skip_bad_rows)", self.processor.num_skipped_rows)
 
-  def feature_cache(self, name, examples, sort_by_length):
-    """(tfrecord path, number of features) of `examples`, built once per content."""
-    task = head.make_task(self.processor, examples)
+  def feature_cache(self, name, examples, sort_by_length, num_augmented=0):
+    """(tfrecord path, number of features) of `examples`, built once per content.
+
+    num_augmented: the last examples are augmented copies (their features carry
+    "augmented" = 1).
+    """
+    task = head.make_task(self.processor, examples, augmented=num_augmented > 0)
     key = {"name": name, "examples": features.examples_fingerprint(examples),
            "vocab": files.file_digest(self.model.vocab_path),
            "max_seq_length": self.model.max_seq_length,
            "do_lower_case": self.model.do_lower_case, "task": self.settings.task_name}
+    if num_augmented:
+      key["augmented"] = num_augmented
 
     def build():
-      return features.convert_examples_to_features(
+      built = features.convert_examples_to_features(
           examples, self.processor.get_labels(), self.model.max_seq_length, self.tokenizer,
           self.processor.is_regression)
+      if num_augmented:
+        for i, feature in enumerate(built):
+          feature["augmented"] = [1 if i >= len(built) - num_augmented else 0]
+      return built
 
     return input_pipeline.cached_features(self.data.cache_dir, name, key, build, task.int_keys,
                                           task.float_keys, sort_by_length=sort_by_length)
@@ -200,12 +211,16 @@ class ClassifierRun(base.TaskRun):
     path, _ = self.feature_cache(name, examples, sort_by_length)
     return base.FeatureSet(name, head.make_task(self.processor, examples), path, examples)
 
-  def train_inputs(self, with_dev):
-    train_path, num_features = self.feature_cache("train", self.train_examples, False)
+  def train_inputs(self, with_dev, augment_copies=0, seed=0):
+    copies = augment.augmented_copies(self.train_examples, augment_copies, seed,
+                                      len(self.train_examples)) if augment_copies else []
+    train_path, num_features = self.feature_cache("train", self.train_examples + copies, False,
+                                                   len(copies))
     eval_path = None
     if with_dev:
       eval_path = self._feature_set(self.dev_sets[0][0], self.dev_sets[0][1], True).path
-    task = head.make_task(self.processor, self.dev_sets[0][1] if self.dev_sets else [])
+    task = head.make_task(self.processor, self.dev_sets[0][1] if self.dev_sets else [],
+                          augmented=bool(copies))
     return task, train_path, num_features, eval_path
 
   def eval_sets(self):

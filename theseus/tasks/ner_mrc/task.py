@@ -237,7 +237,11 @@ class NerMrcRun(base.TaskRun):
     return base.FeatureSet(name, self.make_task(sentences, metas), path,
                            (sentences, features, metas))
 
-  def train_inputs(self, with_dev):
+  def train_inputs(self, with_dev, augment_copies=0, seed=0):
+    del seed
+    if augment_copies:
+      raise InputDataError("--kd_augment: NER-MRC has no text augmentation (a changed sentence "
+                           "would move its entities); use it with a classification task")
     train_path, num_features, _ = self.feature_cache("train", self.train_sentences, False,
                                                      False)
     if not with_dev:
