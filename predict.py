@@ -9,7 +9,10 @@ One example per argument or line: a sentence, or for pair tasks two sentences se
 for an NER export a plain sentence (words separated by spaces; for the character-level formats,
 its characters). The text is tokenized with the export's own vocab and do_lower_case. Output: a
 line per example, `label<TAB>probability` (regression: the value; NER: `TYPE: words [start-end]`
-per entity), or JSON lines with --format=json.
+per entity), or JSON lines with --format=json (carrying the input's "line"). A blank input line
+gives an empty output line, so output line n is input line n; an error names the file (or
+<stdin>) and the line. An export some of whose variables did not come from a checkpoint (its
+export_info.json lists them) is refused unless --allow_untrained.
 
 From Python, load once and predict many (theseus/export/serving.py):
 
@@ -24,6 +27,7 @@ changes some predictions.
 """
 
 import json
+import os
 import sys
 
 from theseus import cli
@@ -38,7 +42,8 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from theseus.errors import InputDataError  # noqa: E402
-from theseus.export import serving  # noqa: E402
+from theseus.export import integrity  # noqa: E402
+from theseus.export import layout  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -48,28 +53,41 @@ flags.DEFINE_string("export_dir", None, "An export directory (--do_export).")
 ## Other parameters
 flags.DEFINE_string("input_file", None, "Examples one per line (default: the arguments, else "
                     "stdin).")
-flags.DEFINE_enum("backend", "auto", list(serving.BACKENDS), "Which model file runs: auto "
+flags.DEFINE_enum("backend", "auto", list(layout.BACKENDS), "Which model file runs: auto "
                   "(the fastest exact one for each call), saved_model, tflite or tflite_int8.")
 flags.DEFINE_enum("format", "text", ["text", "json"], "Output: text lines or JSON lines.")
 flags.DEFINE_integer("batch_size", 32, "Examples per model call.")
 flags.DEFINE_integer("num_threads", 0, "Threads of the runtime (0: its choice).")
+flags.DEFINE_bool("allow_untrained", False, "Serve an export some of whose variables did not "
+                  "come from a checkpoint (e.g. a head never trained).")
 flags.DEFINE_bool(cli.VERBOSE_FLAG, False, "Show TensorFlow's own start-up messages.")
 
 
 def read_examples(args, input_file):
-  """The examples: the arguments, else the lines of input_file, else of stdin (blank skipped)."""
+  """The examples as [(text, place)]: the arguments ("example i"), else the lines of input_file,
+  else of stdin ((file, line)). A blank line is kept (its result is empty), so output line n is
+  input line n."""
   if args:
-    return list(args)
+    for i, arg in enumerate(args):
+      try:
+        arg.encode("utf-8")
+      except UnicodeEncodeError:
+        raise InputDataError("argument %d is not valid UTF-8" % (i + 1))
+    return [(arg, "example %d" % (i + 1)) for i, arg in enumerate(args)]
   if input_file:
     from theseus import files  # pylint: disable=g-import-not-at-top
-    lines = files.read_text_lines(input_file)
+    name, lines = input_file, files.read_text_lines(input_file)
   else:
-    lines = [line.rstrip("\r\n") for line in sys.stdin]
-  return [line for line in lines if line.strip()]
+    from theseus import files  # pylint: disable=g-import-not-at-top
+    name = "<stdin>"
+    lines = files.decode_lines(sys.stdin.buffer.read(), name)
+  return [(line, (name, number)) for number, line in enumerate(lines, 1)]
 
 
 def format_text(prediction):
-  """One output line of a prediction dict."""
+  """One output line of a prediction dict (an empty line for a blank input line)."""
+  if prediction.get("empty"):
+    return ""
   if "entities" in prediction:
     return " | ".join("%s: %s [%d-%d]" % (e["type"], e["text"], e["start"], e["end"])
                       for e in prediction["entities"]) or "-"
@@ -78,24 +96,49 @@ def format_text(prediction):
   return "%s\t%.4f" % (prediction["label"], prediction["probabilities"][prediction["label"]])
 
 
+def predictions(predictor, examples, batch_size):
+  """The result of each example, in order; a blank line from a file or stdin gives
+  {"empty": True}, and a line's result carries its "line"."""
+  pending = [(i, text, where) for i, (text, where) in enumerate(examples)
+             if not isinstance(where, tuple) or text.strip()]
+  results = [{"text": text, "empty": True} for text, _ in examples]
+  for start in range(0, len(pending), batch_size):
+    chunk = pending[start:start + batch_size]
+    got = predictor.predict([text for _, text, _ in chunk], [where for _, _, where in chunk])
+    for (i, _, _), result in zip(chunk, got):
+      results[i] = result
+  for result, (_, where) in zip(results, examples):
+    if isinstance(where, tuple):
+      result["line"] = where[1]
+  return results
+
+
 def main(argv):
   if not FLAGS.export_dir:
     raise InputDataError("--export_dir is required")
+  if FLAGS.batch_size < 1:
+    raise InputDataError("--batch_size must be >= 1, got %d" % FLAGS.batch_size)
+  if FLAGS.num_threads < 0:
+    raise InputDataError("--num_threads must be >= 0, got %d" % FLAGS.num_threads)
   if not FLAGS.tf_verbose:
     cli.quiet_tensorflow_python_logs()
     logging.set_verbosity(logging.WARNING)  # no per-example feature logs
-  predictor = serving.Predictor(FLAGS.export_dir, backend=FLAGS.backend,
-                                num_threads=FLAGS.num_threads)
+  backends = ("saved_model", "tflite") if FLAGS.backend == "auto" else (FLAGS.backend,)
+  integrity.check_export(FLAGS.export_dir, backends)  # before TensorFlow loads
   examples = read_examples(argv[1:], FLAGS.input_file)
-  if not examples:
+  if not any(text.strip() for text, _ in examples) and not argv[1:]:
     raise InputDataError("no examples: give them as arguments, in --input_file or on stdin")
-  for start in range(0, len(examples), FLAGS.batch_size):
-    for prediction in predictor.predict(examples[start:start + FLAGS.batch_size]):
-      if FLAGS.format == "json":
-        print(json.dumps(prediction, ensure_ascii=False))
-      else:
-        print(format_text(prediction))
-  sys.stdout.flush()
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top  (TensorFlow)
+  predictor = serving.Predictor(FLAGS.export_dir, backend=FLAGS.backend,
+                                num_threads=FLAGS.num_threads,
+                                allow_untrained=FLAGS.allow_untrained)
+  try:
+    for prediction in predictions(predictor, examples, FLAGS.batch_size):
+      print(json.dumps(prediction, ensure_ascii=False) if FLAGS.format == "json" else
+            format_text(prediction))
+    sys.stdout.flush()
+  except BrokenPipeError:  # the reader stopped (`| head -1`): nothing more to say
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

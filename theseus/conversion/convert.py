@@ -405,5 +405,11 @@ def convert_export_to_tflite(export_dir):
   """
   if not export_dir or not os.path.isdir(os.path.join(export_dir, "saved_model")):
     raise ConversionError("not an export directory (no saved_model/ inside)", export_dir)
+  from theseus.export import integrity  # pylint: disable=g-import-not-at-top
   from theseus.export import tflite  # pylint: disable=g-import-not-at-top
-  return tflite.write_tflite(export_dir)
+  from theseus.export import writer  # pylint: disable=g-import-not-at-top
+  info = integrity.export_info(export_dir)
+  integrity.check_model_file(export_dir, "saved_model", info)
+  sizes = tflite.write_tflite(export_dir)
+  writer.write_export_info(export_dir, dict(info, tflite_bytes=sizes))
+  return sizes

@@ -12,21 +12,21 @@ segment_ids [batch, length], any length) and outputs, so the rest does not depen
 import os
 import warnings
 
+from google.protobuf import message as protobuf_message
 import numpy as np
 import tensorflow as tf
 
 from theseus import files
 from theseus.errors import InputDataError
-from theseus.export import tflite
-from theseus.export import writer
+from theseus.export import integrity
+from theseus.export import layout
 from theseus.tasks import registry
 import tokenization
 
 tf1 = tf.compat.v1
 
-BACKENDS = ("auto", "saved_model", "tflite", "tflite_int8")
-BACKEND_FILES = {"saved_model": "saved_model", "tflite": "model.tflite",
-                 "tflite_int8": "model_int8.tflite"}
+BACKENDS = layout.BACKENDS
+BACKEND_FILES = layout.BACKEND_FILES
 # `auto` runs the fastest exact backend measured for the call (benchmarks/serving.py, BENCHMARKS.md
 # "Serving"): for one short example (batch 1, up to this many word pieces) the float32 TFLite file,
 # when the export has it (4.9 ms against 5.8 for the SavedModel, 3-layer successor, SST-2 dev);
@@ -41,7 +41,7 @@ def load_saved_model_predictor(saved_model_dir, session_config=None):
   with graph.as_default():
     meta = tf1.saved_model.loader.load(sess, [tf1.saved_model.tag_constants.SERVING],
                                        saved_model_dir)
-  signature = meta.signature_def[tflite.SIGNATURE_KEY]
+  signature = meta.signature_def[layout.SIGNATURE_KEY]
   input_names = {k: v.name for k, v in signature.inputs.items()}
   output_names = {k: v.name for k, v in signature.outputs.items()}
 
@@ -75,7 +75,7 @@ class TFLiteRunner(object):
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
       self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads or None)
-    self._run = self.interpreter.get_signature_runner(tflite.SIGNATURE_KEY)
+    self._run = self.interpreter.get_signature_runner(layout.SIGNATURE_KEY)
 
   def __call__(self, inputs):
     return self._run(**inputs)
@@ -84,11 +84,11 @@ class TFLiteRunner(object):
     pass
 
 
-def make_runner(export_dir, backend, num_threads=0):
-  """The runner of one backend (not auto) of an export.
+def make_runner(export_dir, backend, num_threads=0, info=None):
+  """The runner of one backend (not auto) of an export, its model file checked first.
 
   Raises:
-    InputDataError: the export has no such model file.
+    InputDataError: the export has no such model file, or it is damaged.
   """
   if backend not in BACKEND_FILES:
     raise InputDataError("unknown backend %r (choose from %s)" % (backend, ", ".join(BACKENDS)))
@@ -97,15 +97,21 @@ def make_runner(export_dir, backend, num_threads=0):
     raise InputDataError("the export has no %s (export with --export_tflite, or run "
                          "convert_checkpoint.py --mode=tflite --export_dir=...)"
                          % BACKEND_FILES[backend], export_dir)
-  if backend == "saved_model":
-    return SavedModelRunner(path, num_threads)
-  return TFLiteRunner(path, num_threads)
+  integrity.check_model_file(export_dir, BACKEND_FILES[backend],
+                             integrity.export_info(export_dir) if info is None else info)
+  try:
+    if backend == "saved_model":
+      return SavedModelRunner(path, num_threads)
+    return TFLiteRunner(path, num_threads)
+  except (tf.errors.OpError, protobuf_message.DecodeError, ValueError, RuntimeError,
+          OSError) as e:
+    raise InputDataError("cannot be loaded (%s)" % " ".join(str(e).split())[:300], path)
 
 
 def pad_batch(features):
   """Model inputs of feature dicts, padded to the longest: input_ids / input_mask / segment_ids."""
   length = max(len(f["input_ids"]) for f in features)
-  batch = {name: np.zeros((len(features), length), np.int32) for name in writer.INPUT_NAMES}
+  batch = {name: np.zeros((len(features), length), np.int32) for name in layout.INPUT_NAMES}
   for i, feature in enumerate(features):
     n = len(feature["input_ids"])
     batch["input_ids"][i, :n] = feature["input_ids"]
@@ -122,14 +128,13 @@ def _export_tokenizer(export_dir, do_lower_case):
   return tokenization.FullTokenizer(os.path.join(export_dir, "vocab.txt"), do_lower_case)
 
 
-def export_task(export_dir):
-  """(the task.py module of the export's task, its task file read).
+def export_task(export_dir, info):
+  """(the task.py module of the export's task, its task file read and checked).
 
-  The task is export_info.json's "task"; an export written before that field existed is known
-  by its task file.
+  The task is export_info.json's "task" (`info`); an export written before that field existed
+  is known by its task file.
   """
-  info_path = os.path.join(export_dir, writer.EXPORT_INFO_FILE)
-  kind = files.read_json_object(info_path).get("task") if os.path.exists(info_path) else None
+  kind = info.get("task")
   if kind is None:
     for candidate in registry.TASKS:
       module = registry.task_module(candidate)
@@ -142,8 +147,12 @@ def export_task(export_dir):
     raise InputDataError("export_info.json names the task %r, which this version does not know "
                          "(%s)" % (kind, ", ".join(sorted(registry.TASKS))), export_dir)
   module = registry.task_module(kind)
-  return module, files.read_json_object(os.path.join(export_dir, module.SERVING.TASK_FILE),
-                                        "task file")
+  path = os.path.join(export_dir, module.SERVING.TASK_FILE)
+  task_info = files.read_json_object(path, "task file")
+  missing = [key for key in module.SERVING.REQUIRED_KEYS if key not in task_info]
+  if missing:
+    raise InputDataError("task file lacks %s" % ", ".join(repr(k) for k in missing), path)
+  return module, task_info
 
 
 class Predictor(object):
@@ -153,17 +162,26 @@ class Predictor(object):
     export_dir: the export directory.
     backend: one of BACKENDS ("auto": per call, the fastest exact one the export has).
     num_threads: threads of the runtime (0: its choice).
+    allow_untrained: serve an export some of whose variables did not come from a checkpoint
+      (export_info.json's "untrained_variables", e.g. a head never trained).
 
   Raises:
-    InputDataError: not an export of a known task, or no such model file.
+    InputDataError: not an export of a known task, no such model file, a damaged one, or an
+      untrained head (without allow_untrained).
   """
 
-  def __init__(self, export_dir, backend="auto", num_threads=0):
+  def __init__(self, export_dir, backend="auto", num_threads=0, allow_untrained=False):
     if not os.path.isdir(export_dir):
       raise InputDataError("export directory not found", export_dir)
     if backend not in BACKENDS:
       raise InputDataError("unknown backend %r (choose from %s)" % (backend, ", ".join(BACKENDS)))
-    module, task_info = export_task(export_dir)
+    self.info = integrity.export_info(export_dir)
+    untrained = self.info.get("untrained_variables")
+    if untrained and not allow_untrained:
+      raise InputDataError("%s did not come from a checkpoint when this was exported (left to "
+                           "their random initializers): export again from a trained checkpoint, "
+                           "or pass --allow_untrained" % ", ".join(untrained), export_dir)
+    module, task_info = export_task(export_dir, self.info)
     tokenizer = _export_tokenizer(export_dir, task_info["do_lower_case"])
     self.serving = module.SERVING(export_dir, task_info, tokenizer)
     self.kind, self.task = module.KIND, task_info
@@ -175,7 +193,7 @@ class Predictor(object):
 
   def _runner(self, backend):
     if backend not in self.runners:
-      self.runners[backend] = make_runner(self.export_dir, backend, self.num_threads)
+      self.runners[backend] = make_runner(self.export_dir, backend, self.num_threads, self.info)
     return self.runners[backend]
 
   def run(self, batch):
@@ -184,8 +202,10 @@ class Predictor(object):
     if backend == "auto":
       ids = batch["input_ids"]
       short_single = ids.shape[0] == 1 and ids.shape[1] <= AUTO_TFLITE_MAX_LENGTH
-      has_tflite = os.path.exists(os.path.join(self.export_dir, BACKEND_FILES["tflite"]))
-      backend = "tflite" if short_single and has_tflite else "saved_model"
+      has = {b: os.path.exists(os.path.join(self.export_dir, BACKEND_FILES[b]))
+             for b in ("saved_model", "tflite")}
+      backend = "tflite" if has["tflite"] and (short_single or not has["saved_model"]) else (
+          "saved_model")
     self.last_backend = backend
     return self._runner(backend)(batch)
 

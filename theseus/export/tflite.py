@@ -3,27 +3,28 @@ weights), with the SavedModel's `serving_default` signature (same inputs and out
 length dynamic).
 
 TensorFlow's converter keeps the signature only when it runs eagerly, and the run scripts build
-graphs with eager execution off, so a run converts in a child process (`convert_in_child`) that
-ends with its parent; convert_checkpoint.py --mode=tflite converts in its own process.
+graphs with eager execution off, so a run converts in a child Python process
+(`convert_in_child`: `python -m theseus.export.tflite EXPORT_DIR`) that ends with its parent;
+convert_checkpoint.py --mode=tflite converts in its own process.
 """
 
 import collections
 import ctypes
-import multiprocessing
+import json
 import os
 import signal
+import subprocess
 import sys
-import traceback
 
 from absl import logging
 
 from theseus import files
 from theseus.errors import TrainingError
+from theseus.export.layout import SIGNATURE_KEY
+from theseus.export.layout import TFLITE_FILES
 
-SIGNATURE_KEY = "serving_default"
-# TFLite files of an export: name -> whether the weights are quantized to int8 (dynamic range).
-TFLITE_FILES = collections.OrderedDict([("model.tflite", False), ("model_int8.tflite", True)])
 _PR_SET_PDEATHSIG = 1
+_RESULT_PREFIX = "tflite sizes: "
 
 
 def write_tflite(export_dir):
@@ -50,7 +51,10 @@ def write_tflite(export_dir):
 
 
 def _die_with_parent(parent_pid):
-  """Linux: this process gets SIGKILL when its parent dies (also if it died just before)."""
+  """Linux: this process gets SIGKILL when its parent dies (also if it died just before).
+
+  Runs between fork and exec (`preexec_fn`), so it holds from the child's first instruction.
+  """
   try:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
   except (OSError, AttributeError):
@@ -59,35 +63,36 @@ def _die_with_parent(parent_pid):
     os._exit(1)  # pylint: disable=protected-access
 
 
-def _child(export_dir, parent_pid, conn):
-  _die_with_parent(parent_pid)
-  try:
-    conn.send(("ok", write_tflite(export_dir)))
-  except BaseException:  # pylint: disable=broad-except
-    conn.send(("error", traceback.format_exc()))
-  finally:
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
 def convert_in_child(export_dir):
-  """write_tflite in a fresh child process, which ends when this process ends.
+  """write_tflite in a fresh Python process, which ends when this process ends.
+
+  Returns:
+    dict file name -> size in bytes.
 
   Raises:
     TrainingError: the conversion failed (its last lines are in the message).
   """
-  context = multiprocessing.get_context("spawn")
-  parent_end, child_end = context.Pipe(duplex=False)
-  process = context.Process(target=_child, args=(export_dir, os.getpid(), child_end),
-                            daemon=True)
-  process.start()
-  child_end.close()
-  try:
-    status, value = parent_end.recv()
-  except EOFError:
-    status, value = "error", "the converter process ended with code %s" % process.exitcode
-  process.join()
-  if status != "ok":
-    tail = " | ".join(str(value).strip().splitlines()[-3:])
-    raise TrainingError("the TFLite conversion of %s failed: %s" % (export_dir, tail))
-  return value
+  package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+  parent_pid = os.getpid()
+  result = subprocess.run(
+      [sys.executable, "-m", "theseus.export.tflite", export_dir], env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+      preexec_fn=lambda: _die_with_parent(parent_pid))
+  lines = result.stdout.strip().splitlines()
+  if result.returncode == 0 and lines and lines[-1].startswith(_RESULT_PREFIX):
+    return json.loads(lines[-1][len(_RESULT_PREFIX):], object_pairs_hook=collections.OrderedDict)
+  tail = " | ".join(result.stderr.strip().splitlines()[-3:]) or (
+      "the converter process ended with code %s" % result.returncode)
+  raise TrainingError("the TFLite conversion of %s failed: %s" % (export_dir, tail))
+
+
+def _main(argv):
+  sizes = write_tflite(argv[1])
+  print(_RESULT_PREFIX + json.dumps(sizes))
+
+
+if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)
+  _main(sys.argv)

@@ -25,15 +25,15 @@ import modeling_theseus as modeling
 from theseus import files
 from theseus import names
 from theseus.export import tflite
+from theseus.export.layout import EXPORT_INFO_FILE
+from theseus.export.layout import INPUT_NAMES
+from theseus.export.layout import SIGNATURE_KEY
 from theseus.stage import Stage
 from theseus.tasks import base
 from theseus.training import checkpoints
 
 tf1 = tf.compat.v1
 
-SIGNATURE_KEY = tflite.SIGNATURE_KEY
-INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
-EXPORT_INFO_FILE = "export_info.json"
 
 
 def export_model(bert_config, task, task_kind, stage, suc_init, vocab_path, checkpoint,
@@ -55,7 +55,7 @@ def export_model(bert_config, task, task_kind, stage, suc_init, vocab_path, chec
     dict describing the export (also written as export_info.json).
   """
   inference = stage.inference_stage
-  values = _inference_values(bert_config, task, inference, suc_init, checkpoint)
+  values, untrained = _inference_values(bert_config, task, inference, suc_init, checkpoint)
   num_layers = inference.suc_layers or bert_config.num_hidden_layers
   export_config = modeling.BertConfig.from_dict(dict(bert_config.to_dict(),
                                                      num_hidden_layers=num_layers))
@@ -69,23 +69,38 @@ def export_model(bert_config, task, task_kind, stage, suc_init, vocab_path, chec
                                os.path.join(tmp, "saved_model"))
   info = {"task": task_kind, "num_hidden_layers": num_layers, "source_checkpoint": checkpoint,
           "parameters": int(sum(np.prod(v.shape) for v in values.values())),
-          "serving_outputs": sorted(serving)}
+          "serving_outputs": sorted(serving), "untrained_variables": untrained}
   if with_tflite:
     info["tflite_bytes"] = tflite.convert_in_child(tmp)
-  for name, text in dict(extra_files or {}, **{
-      EXPORT_INFO_FILE: json.dumps(info, indent=1)}).items():
+  for name, text in (extra_files or {}).items():
     with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
       f.write(text)
+  write_export_info(tmp, info)
   files.publish_dir(tmp, export_dir)
   logging.info("Exported a %d-layer BERT to %s", num_layers, export_dir)
   return info
+
+
+def write_export_info(export_dir, info):
+  """export_info.json: `info` and the sha256 of every model file (serving checks them before a
+  native loader reads one, so a damaged file is one error line, not a crash)."""
+  digests = {}
+  for root, _, names_ in os.walk(export_dir):
+    for name in names_:
+      path = os.path.join(root, name)
+      relative = os.path.relpath(path, export_dir)
+      if relative.startswith(("saved_model", "model")):
+        digests[relative] = files.file_digest(path, "sha256")
+  files.atomic_write_text(os.path.join(export_dir, EXPORT_INFO_FILE), json.dumps(
+      dict(info, sha256=dict(sorted(digests.items()))), indent=1))
 
 
 def _inference_values(bert_config, task, stage, suc_init, checkpoint):
   """The inference graph's model variables read from `checkpoint`, under their exported names.
 
   Returns:
-    OrderedDict exported name -> np.ndarray (successor modules as plain layers, the head).
+    (OrderedDict exported name -> np.ndarray (successor modules as plain layers, the head),
+    the exported names the checkpoint had no value for: left to their initializers).
   """
   graph = tf.Graph()
   with graph.as_default():
@@ -99,10 +114,12 @@ def _inference_values(bert_config, task, stage, suc_init, checkpoint):
     with tf1.Session() as sess:
       missing = checkpoints.restore_variables(sess, saver, model_vars, checkpoint, suc_init)
       if missing:
-        logging.warning("%s lacks %d exported variables, left to their initializers: %s",
+        logging.warning("%s lacks %d exported variables, left to their initializers (the export "
+                        "records them; predict.py refuses such an export unless told): %s",
                         checkpoint, len(missing), ", ".join(missing))
       return collections.OrderedDict(
-          (names.exported_name(v.op.name), sess.run(v)) for v in model_vars)
+          (names.exported_name(v.op.name), sess.run(v)) for v in model_vars), sorted(
+              names.exported_name(n) for n in missing)
 
 
 def _write_saved_model(export_config, task, checkpoint_prefix, saved_model_dir):

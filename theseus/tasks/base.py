@@ -164,32 +164,33 @@ class TaskRun(object):
 class ServingTask(object):
   """Raw text in, results out, for one task, from an export directory's own files.
 
-  Subclasses set TASK_FILE (the file export_files writes that describes the task) and implement
-  `features` and `results`.
+  Subclasses set TASK_FILE (the file export_files writes that describes the task) and the keys
+  it must hold (REQUIRED_KEYS), and implement `features` and `results`.
   """
 
   TASK_FILE = None
+  REQUIRED_KEYS = ()
 
   def __init__(self, export_dir, task_info, tokenizer):
     """task_info: the export's TASK_FILE, read; tokenizer: the export's own."""
     self.export_dir, self.task_info, self.tokenizer = export_dir, task_info, tokenizer
 
-  def features(self, examples):
-    """(feature dicts with input_ids and segment_ids, state for `results`) of raw examples.
+  def features(self, texts, locations=None):
+    """(feature dicts with input_ids and segment_ids, state for `results`) of raw texts.
 
-    examples: list of (line number or None, text). Raises InputDataError naming the line.
+    locations: optional place of each text for errors (example_error). Raises InputDataError.
     """
     raise NotImplementedError()
 
-  def results(self, examples, state, outputs):
-    """One result dict per example from the model's outputs on the padded features."""
+  def results(self, texts, state, outputs):
+    """One result dict per text from the model's outputs on the padded features."""
     raise NotImplementedError()
 
 
 def example_error(what, index, locations=None):
   """The InputDataError of raw example `index`: `example 3<what>`, or `<file>:<line>: <what>`
-  when locations[index] is its (file, line)."""
+  when locations[index] is its (file, line), or `<name><what>` when it is a name."""
   location = locations[index] if locations else None
-  if location:
+  if isinstance(location, tuple):
     return InputDataError(what.lstrip(":").strip(), location[0], location[1])
-  return InputDataError("example %d%s" % (index + 1, what))
+  return InputDataError("%s%s" % (location or "example %d" % (index + 1), what))

@@ -261,6 +261,7 @@ class ClassifierServing(base.ServingTask):
   """Raw sentences (pairs: two texts separated by a tab) -> labels with their probabilities."""
 
   TASK_FILE = EXPORT_TASK_FILE
+  REQUIRED_KEYS = ("labels", "is_regression", "text_pairs", "max_seq_length", "do_lower_case")
 
   def features(self, texts, locations=None):
     info = self.task_info

@@ -300,6 +300,8 @@ class NerServing(base.ServingTask):
   """Plain sentences (words by spaces; characters for the Chinese formats) -> entities."""
 
   TASK_FILE = EXPORT_TASK_FILE
+  REQUIRED_KEYS = ("data_format", "max_seq_length", "doc_stride", "span_threshold",
+                   "max_span_length", "do_lower_case")
 
   def __init__(self, export_dir, task_info, tokenizer):
     super(NerServing, self).__init__(export_dir, task_info, tokenizer)
