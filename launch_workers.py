@@ -6,11 +6,13 @@
 Each worker gets TF_CONFIG for a cluster of N workers on free 127.0.0.1 ports and the command
 with --distribute=multi_worker added; its output lines are prefixed with `[worker i]`. When one
 worker fails, the others are stopped, and the launcher exits with the failed worker's code;
---timeout_s bounds the whole run. Several machines need no launcher: start the same command on
+--timeout_s bounds the whole run; Ctrl-C stops every worker (exit 130). The workers end with the
+launcher, also when it is killed. Several machines need no launcher: start the same command on
 each with its own TF_CONFIG (README "Several GPUs, several machines").
 """
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+
+_PR_SET_PDEATHSIG = 1
 
 
 def parse_args(argv):
@@ -72,13 +76,21 @@ def _relay(stream, prefix):
     sys.stdout.buffer.flush()
 
 
+def _end_with_launcher():
+  """In a worker, before it runs: SIGTERM when the launcher dies (Linux's parent-death signal)."""
+  try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+  except (OSError, AttributeError):
+    pass
+
+
 def start_workers(command, num_workers):
   addresses = ["127.0.0.1:%d" % port for port in free_ports(num_workers)]
   workers = []
   for i in range(num_workers):
     process = subprocess.Popen(with_multi_worker(command), env=worker_environment(addresses, i),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_end_with_launcher)
     relay = threading.Thread(target=_relay, args=(process.stdout, b"[worker %d] " % i))
     relay.daemon = True
     relay.start()
@@ -119,13 +131,16 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   workers = start_workers(args.command, args.num_workers)
   signal.signal(signal.SIGTERM, lambda *unused: sys.exit(143))
-  code = 1
+  code, why = 1, "stopped"
   try:
     code = wait_for_workers(workers, args.timeout_s)
+    why = "timed out" if code == 124 else "a worker exited with %d" % code
+  except KeyboardInterrupt:
+    code, why = 130, "interrupted"
   finally:
     if code:
-      sys.stdout.write("launch_workers: %s; stopping the other workers\n" % (
-          "timed out" if code == 124 else "a worker exited with %d" % code))
+      sys.stdout.write("launch_workers: %s; stopping the %s workers\n" % (
+          why, "other" if code not in (124, 130) else "running"))
     stop_workers(workers)
     for _, relay in workers:
       relay.join(timeout=5)

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -212,3 +213,80 @@ def test_a_batch_the_replicas_cannot_share_is_one_line_on_the_command_line(world
   assert _last_error_line(world, ["--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1",
                                   "--train_batch_size=3"]) == (
       "error: --train_batch_size=3 (the global batch) must be a multiple of the 2 replicas")
+
+
+def test_a_worker_that_never_comes_up_is_one_line(world):
+  """Worker 0 of a 2-worker TF_CONFIG whose worker 1 is never started: it says whom it waits
+  for and stops with one line after --cluster_timeout_s, instead of hanging."""
+  from launch_workers import free_ports  # pylint: disable=g-import-not-at-top
+  addresses = ["127.0.0.1:%d" % p for p in free_ports(2)]
+  env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
+                                               "task": {"type": "worker", "index": 0}}))
+  proc = subprocess.run(_command(world, world["root"] / "alone", [
+      "--distribute=multi_worker", "--cluster_timeout_s=3"]), cwd=REPO_ROOT, env=env,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S)
+  err = proc.stderr.decode()
+  assert proc.returncode == 1, err[-2000:]
+  assert err.strip().splitlines()[-1] == (
+      "error: worker 1 (%s) did not come up within 3 s (--cluster_timeout_s): start it with the "
+      "same command and its TF_CONFIG (task.index 1), or check its address" % addresses[1])
+  assert "Traceback" not in err
+
+
+def _workers_of(launcher_pid):
+  """The pids of the processes whose TF_CONFIG names a worker, started by `launcher_pid`."""
+  pids = subprocess.run(["pgrep", "-P", str(launcher_pid)], stdout=subprocess.PIPE).stdout.split()
+  return [int(p) for p in pids if _worker_index(p.decode()) is not None]
+
+
+def _alive(pid):
+  try:
+    with open("/proc/%d/stat" % pid) as f:
+      return f.read().split(")")[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def _start_launcher(world, name):
+  """A 2-worker cluster on a long run whose workers, once training, write nothing more (so only
+  their launcher's fate can end them); returns (launcher, worker pids, output lines)."""
+  command = _command(world, world["root"] / name, [
+      "--num_train_steps=100000", "--save_checkpoints_steps=100000", "--log_every_n_steps=100000"])
+  launcher = subprocess.Popen([sys.executable, "launch_workers.py", "--num_workers=2", "--"] +
+                              command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+  lines = []
+  reader = threading.Thread(target=lambda: lines.extend(
+      line.decode("utf-8", "replace") for line in iter(launcher.stdout.readline, b"")))
+  reader.daemon = True
+  reader.start()
+  deadline = time.time() + TIMEOUT_S
+  while sum("parameters:" in line for line in list(lines)) < 2:
+    assert time.time() < deadline and launcher.poll() is None, "".join(lines[-30:])
+    time.sleep(0.2)
+  return launcher, _workers_of(launcher.pid), lines
+
+
+def _wait_gone(pids, seconds):
+  deadline = time.time() + seconds
+  while any(_alive(p) for p in pids) and time.time() < deadline:
+    time.sleep(0.2)
+  return [p for p in pids if _alive(p)]
+
+
+def test_ctrl_c_and_kill_9_of_the_launcher_end_its_workers(world):
+  launcher, workers, lines = _start_launcher(world, "interrupted")
+  assert len(workers) == 2
+  launcher.send_signal(signal.SIGINT)
+  launcher.wait(timeout=60)
+  time.sleep(1)
+  out = "".join(lines)
+  assert launcher.returncode == 130, out[-2000:]
+  assert "launch_workers: interrupted; stopping the running workers" in out
+  assert "Traceback" not in out.split("launch_workers: interrupted")[1], out[-2000:]
+  assert not _wait_gone(workers, 30)
+  launcher, workers, _ = _start_launcher(world, "orphaned")
+  assert len(workers) == 2
+  launcher.kill()  # SIGKILL: the launcher cannot stop anything itself
+  launcher.wait()
+  assert not _wait_gone(workers, 30), "workers outlived their launcher"

@@ -115,8 +115,8 @@ def read_all_tensors(prefix):
 
 def digests(directory):
   out = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
+  for root, _, names in os.walk(directory):
+    for name in names:
       path = os.path.join(root, name)
       with open(path, "rb") as f:
         out[os.path.relpath(path, directory)] = hashlib.sha1(f.read()).hexdigest()
@@ -387,6 +387,45 @@ def case_bad_loss_scale_window(ctx):
   return {"fp16_loss_scale_window": 0}, ["error: --fp16_loss_scale_window must be >= 1, got 0"]
 
 
+def case_negative_epochs(ctx):
+  return {"num_train_steps": 0, "num_train_epochs": -1}, [
+      "error: --num_train_epochs must be a finite number > 0, got -1.0"]
+
+
+def case_nan_kd_hidden_weight(ctx):
+  return {"kd_hidden_weight": "nan", "init_checkpoint": ctx.world["pre"]}, [
+      "error: --kd_hidden_weight must be a finite number >= 0, got nan"]
+
+
+def case_nan_kd_temperature(ctx):
+  return {"kd_alpha": 0.5, "kd_temperature": "nan", "init_checkpoint": ctx.world["pre"]}, [
+      "error: --kd_temperature must be a finite number > 0, got nan"]
+
+
+def case_mirrored_gpus_this_machine_lacks(ctx):
+  return {"distribute": "mirrored", "mirrored_devices": "/gpu:0,/gpu:1"}, [
+      "error: --mirrored_devices: /gpu:0 does not exist: TensorFlow sees 0 GPU(s)"]
+
+
+def case_multi_worker_without_tf_config(ctx):
+  return {"distribute": "multi_worker"}, ["error: --distribute=multi_worker needs TF_CONFIG"]
+
+
+def case_teacher_config_not_its_checkpoint(ctx):
+  path = ctx.config(intermediate_size=48)
+  return ({"kd_alpha": 0.5, "teacher_checkpoint": ctx.world["pre"],
+           "teacher_bert_config_file": path},
+          [ctx.world["pre"] + ":", "intermediate/dense/bias has shape [64] but bert_config "
+           "implies [48]"])
+
+
+def case_teacher_with_another_vocabulary(ctx):
+  path = ctx.config(vocab_size=30000)
+  return ({"kd_alpha": 0.5, "teacher_checkpoint": ctx.world["pre"],
+           "teacher_bert_config_file": path},
+          [path + ":", "the teacher's vocabulary has 30000 entries but the student's 30522"])
+
+
 # (setup, also run through the command line in a subprocess: one per category)
 BAD_INPUTS = [
     # data
@@ -425,6 +464,14 @@ BAD_INPUTS = [
     (case_bad_batch_size, False),
     (case_bad_loss_scale, False),
     (case_bad_loss_scale_window, False),
+    (case_negative_epochs, False),
+    (case_nan_kd_hidden_weight, True),
+    (case_nan_kd_temperature, False),
+    (case_mirrored_gpus_this_machine_lacks, True),
+    (case_multi_worker_without_tf_config, False),
+    # distillation's teacher
+    (case_teacher_config_not_its_checkpoint, True),
+    (case_teacher_with_another_vocabulary, False),
 ]
 
 
@@ -606,6 +653,18 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
   out = str(tmp_path / "killed")
   err1 = str(tmp_path / "killed.stderr")
   child = start_cli(args(out), err1)
+  # A second run on the output directory of a run that is going refuses at once; the first one
+  # goes on as if alone (its schedule is checked below).
+  lock = os.path.join(full, files.LOCK_FILE)
+  deadline = time.time() + 300
+  while not os.path.exists(lock):
+    assert reference_child.poll() is None, open(full_err).read()[-3000:]
+    assert time.time() < deadline, "the reference run took no lock"
+    time.sleep(0.05)
+  second = run_cli(args(full))
+  assert re.match(r"error: %s: another run \(pid %d on \S+, since [^)]+\) writes into this "
+                  r"output directory" % (re.escape(full), reference_child.pid),
+                  last_error_line(second, 2))
   deadline = time.time() + 400
   try:
     while not os.path.exists(os.path.join(out, "model.ckpt-10.index")):
@@ -638,8 +697,10 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
   killed_at = checkpoint_step(tf.train.latest_checkpoint(out))
   assert killed_at in (5, 10), killed_at
 
-  proc = run_cli(args(out))  # the same command again
+  assert os.path.exists(os.path.join(out, files.LOCK_FILE))  # the killed run's lock is left
+  proc = run_cli(args(out))  # the same command again: it takes the directory over
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "taking over" in proc.stderr and not os.path.exists(os.path.join(out, files.LOCK_FILE))
   assert re.search(r"Resumed from .*model\.ckpt-%d at step %d" % (killed_at, killed_at),
                    proc.stderr), proc.stderr[-3000:]
   assert "Initialised" not in proc.stderr  # not re-initialised from --init_checkpoint
@@ -783,3 +844,38 @@ def test_kill_between_the_two_renames_of_an_export_is_recovered(tmp_path):
   files.publish_dir(str(new), str(target))
   assert (target / "bert_config.json").read_text() == "new"
   assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_kill_9_during_tflite_conversion_ends_the_converter_too(world, tmp_path):
+  out = str(tmp_path / "out")
+  err = str(tmp_path / "export.stderr")
+  child = start_cli(base_args(world, out, do_train=None, do_export=True, export_tflite=True,
+                              suc_layers=2, init_checkpoint=world["pre"]), err)
+  deadline = time.time() + 300
+  converter = None
+  try:
+    while converter is None:
+      assert child.poll() is None and time.time() < deadline, open(err).read()[-3000:]
+      found = subprocess.run(["pgrep", "-P", str(child.pid), "-f", "theseus.export.tflite"],
+                             stdout=subprocess.PIPE).stdout.split()
+      converter = int(found[0]) if found else None
+      time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+  finally:
+    child.kill()
+    child.wait()
+  # The converter (a child process: seconds of imports before it converts) ends at once with
+  # its run, instead of converting on into the abandoned directory.
+  deadline = time.time() + 2
+  while _running(converter) and time.time() < deadline:
+    time.sleep(0.05)
+  assert not _running(converter), "the converter outlived its run"
+  assert not os.path.exists(os.path.join(out, "export"))  # nothing published
+
+
+def _running(pid):
+  try:
+    with open("/proc/%d/stat" % pid) as f:
+      return f.read().split(")")[1].split()[0] != "Z"
+  except OSError:
+    return False

@@ -7,14 +7,18 @@
   crash (a kill, a full disk) never leaves a half-written one in place.
 * `read_json_object`: the one JSON reader of the project's inputs (one-line errors).
 * `file_digest`: a content hash (cache keys, conversion stamps).
+* `DirectoryLock`: one run at a time in an output directory.
 """
 
+import atexit
 import glob
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
+import time
 
 from theseus.errors import InputDataError
 
@@ -44,6 +48,12 @@ def read_text_lines(path, encoding="utf-8", what="file"):
     data = f.read()
   if not data.strip():
     raise InputDataError("%s is empty" % what, path)
+  return decode_lines(data, path, encoding)
+
+
+def decode_lines(data, path, encoding="utf-8"):
+  """The lines of `data` (bytes read from `path`, a file or a name such as <stdin>), decoded
+  as read_text_lines decodes a file; InputDataError naming the line of a bad byte."""
   try:
     text = data.decode(encoding)
   except UnicodeDecodeError as e:
@@ -175,3 +185,81 @@ def publish_dir(new_dir, target_dir, keep_other_files=False):
   os.rename(new_dir, target_dir)
   if old:
     shutil.rmtree(old, ignore_errors=True)
+
+
+LOCK_FILE = ".theseus.lock"
+
+
+def _process_start(pid):
+  """A process's start time in clock ticks (/proc/<pid>/stat), or None when it is gone (or
+  unknown)."""
+  try:
+    with open("/proc/%d/stat" % pid) as f:
+      return f.read().rsplit(")", 1)[1].split()[19]
+  except (OSError, IndexError):
+    return None
+
+
+def _holder_alive(holder):
+  """Whether the process a lock file names still runs (on this host; another host's: assumed)."""
+  if holder.get("host") != socket.gethostname():
+    return True
+  start = _process_start(int(holder.get("pid", -1)))
+  return start is not None and start == holder.get("start")
+
+
+class DirectoryLock(object):
+  """`<directory>/.theseus.lock`: one run at a time writes into a directory.
+
+  The file holds the holder's pid, host and start time; a second run refuses in one line while
+  the holder lives, and takes the directory over when it is gone (a kill -9 leaves the file).
+  """
+
+  def __init__(self, directory):
+    self.path = os.path.join(directory, LOCK_FILE)
+    self.held = False
+
+  def acquire(self):
+    """Takes the lock or raises InputDataError naming the run that holds it."""
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "start": _process_start(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        holder = self._holder()
+        if holder is not None and _holder_alive(holder):
+          raise InputDataError(
+              "another run (pid %s on %s, since %s) writes into this output directory; wait "
+              "for it to end or use another --output_dir (if it is gone, delete %s)"
+              % (holder.get("pid"), holder.get("host"), holder.get("since"), LOCK_FILE),
+              os.path.dirname(self.path))
+        logger.warning("taking over %s from a run that is gone (%s)", self.path, holder)
+        remove_quietly(self.path)
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(mine, f)
+      self.held = True
+      atexit.register(self.release)
+      return self
+    raise InputDataError("could not take the lock %s" % self.path)
+
+  def _holder(self):
+    try:
+      with open(self.path) as f:
+        return json.load(f)
+    except FileNotFoundError:
+      return {"pid": -1, "host": socket.gethostname()}  # released meanwhile: try again
+    except (OSError, ValueError):
+      # Being written this very moment, or a crash left it half-written: wait a little once.
+      time.sleep(0.5)
+      try:
+        with open(self.path) as f:
+          return json.load(f)
+      except (OSError, ValueError):
+        return None
+
+  def release(self):
+    if self.held:
+      self.held = False
+      remove_quietly(self.path)

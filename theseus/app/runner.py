@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from theseus import cli
+from theseus import files
 from theseus.config import checks
 from theseus.config import groups
 from theseus.distillation import teacher as teacher_lib
@@ -54,6 +55,7 @@ def check(settings, task_run):
   checks.check_model(settings.model, bert_config, stage.suc_layers)
   checks.check_ranges(settings.data, settings.actions, settings.training, settings.scale,
                       settings.tpu, settings.distillation)
+  distribute.check_distribution(settings.scale.distribute, settings.scale.mirrored_devices)
   if settings.model.init_checkpoint:
     checks.check_init_checkpoint(settings.model.init_checkpoint, bert_config, stage,
                                  settings.model.do_lower_case)
@@ -61,7 +63,8 @@ def check(settings, task_run):
                               checkpoints.find_latest_checkpoint(settings.actions.output_dir))
   checks.check_writable_dir(settings.actions.output_dir)
   teacher_lib.check(settings.distillation, stage, settings.model.init_checkpoint, bert_config,
-                    settings.model.bert_config_file, settings.actions.do_train)
+                    settings.model.bert_config_file, settings.model.vocab_path,
+                    settings.actions.do_train)
   return bert_config, stage
 
 
@@ -87,8 +90,24 @@ def train(settings, bert_config, task, train_path, num_features, eval_path=None,
 
 
 def run(settings, task_run):
-  """Train / evaluate / predict / export as `settings` say. Returns a dict of results."""
+  """Train / evaluate / predict / export as `settings` say. Returns a dict of results.
+
+  The output directory is held by this run alone (files.DirectoryLock; in a cluster, by the
+  chief, which alone writes there).
+  """
   bert_config, stage = check(settings, task_run)
+  lock = None
+  if distribute.is_chief(settings.scale.distribute):
+    lock = files.DirectoryLock(settings.actions.output_dir).acquire()
+  try:
+    return _run(settings, task_run, bert_config, stage)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _run(settings, task_run, bert_config, stage):
+  """run's work once the checks are done and the output directory is held."""
   actions = settings.actions
   task_run.read_data(checks.make_tokenizer(settings.model),
                      data_sets(actions, settings.training.evaluate_during_training))

@@ -114,13 +114,16 @@ def check_init_checkpoint(path, bert_config, stage, do_lower_case):
   if not stage.finetune_suc and num_layers and num_layers != bert_config.num_hidden_layers:
     raise InputDataError("checkpoint has %d layers but bert_config num_hidden_layers is %d"
                          % (num_layers, bert_config.num_hidden_layers), path)
-  _check_checkpoint_shapes(path, bert_config)
+  check_checkpoint_shapes(path, bert_config)
   tokenization.validate_case_matches_checkpoint(do_lower_case, path)
 
 
-def _check_checkpoint_shapes(path, bert_config):
+def check_checkpoint_shapes(path, bert_config):
   """Every BERT variable of the checkpoint has the shape the config implies."""
-  shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  try:
+    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  except (tf.errors.OpError, ValueError) as e:
+    raise InputDataError("cannot read checkpoint (%s)" % str(e).splitlines()[0], path)
   config = bert_config.to_dict()
   for name in sorted(shapes):
     shape = names.expected_shape(name, config)

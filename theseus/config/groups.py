@@ -199,6 +199,9 @@ class ScaleSettings:
                       "imported).")
   num_threads: int = setting(0, "TensorFlow intra/inter-op threads (0: TensorFlow's choice).",
                              minimum=0)
+  cluster_timeout_s: int = setting(600, "--distribute=multi_worker: how long a worker waits for "
+                                   "the others to come up before it stops with one line.",
+                                   minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)

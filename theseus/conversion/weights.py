@@ -128,33 +128,53 @@ def _load_safetensors_file(path):
     return _read_safetensors_raw(path)
 
 
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4",
+                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?", "BF16": "<u2"}
+
+
 def _read_safetensors_raw(path):
-  """Parses a safetensors file with numpy alone; BF16 is widened to float32."""
+  """Parses a safetensors file with numpy alone; BF16 is widened to float32.
+
+  Raises:
+    ConversionError: the file is not a whole safetensors file (a bad header, a tensor that
+      reaches past the end of the data or does not fill its shape, an unknown dtype).
+  """
   try:
     with open(path, "rb") as f:
       header_len = int(np.frombuffer(f.read(8), dtype="<u8")[0])
+      if header_len > os.path.getsize(path):
+        raise ValueError("header of %d bytes in a file of %d" % (header_len,
+                                                                 os.path.getsize(path)))
       header = json.loads(f.read(header_len).decode("utf-8"))
       data = f.read()
-  except (OSError, ValueError, IndexError) as e:
-    raise ConversionError("cannot read safetensors file (%s)" % e, path)
-  dtypes = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8",
-            "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+  except (OSError, ValueError, IndexError, UnicodeDecodeError) as e:
+    raise ConversionError("not a safetensors file, or truncated (%s)" % e, path)
   tensors = {}
   for name, info in header.items():
-    if name == "__metadata__":
-      continue
-    start, end = info["data_offsets"]
-    raw = data[start:end]
-    if info["dtype"] == "BF16":
-      bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-      arr = bits.view(np.float32)
-    elif info["dtype"] in dtypes:
-      arr = np.frombuffer(raw, dtype=dtypes[info["dtype"]])
-    else:
-      raise ConversionError("tensor %s has unsupported dtype %s" %
-                            (name, info["dtype"]), path)
-    tensors[name] = arr.reshape(info["shape"]).copy()
+    if name != "__metadata__":
+      tensors[name] = _raw_tensor(name, info, data, path)
   return tensors
+
+
+def _raw_tensor(name, info, data, path):
+  """One tensor of a safetensors file's data section (see _read_safetensors_raw)."""
+  try:
+    dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+    start, end = (int(x) for x in info["data_offsets"])
+    shape = [int(d) for d in info["shape"]]
+  except (KeyError, TypeError, ValueError):
+    raise ConversionError("tensor %s has an unreadable or unsupported entry in the header (%r)"
+                          % (name, info), path)
+  if not 0 <= start <= end <= len(data):
+    raise ConversionError("truncated: tensor %s ends at byte %d of a data section of %d"
+                          % (name, end, len(data)), path)
+  arr = np.frombuffer(data[start:end], dtype=dtype)
+  if info["dtype"] == "BF16":
+    arr = (arr.astype(np.uint32) << 16).view(np.float32)
+  if arr.size != int(np.prod(shape)):
+    raise ConversionError("tensor %s has %d values for its shape %s" % (name, arr.size, shape),
+                          path)
+  return arr.reshape(shape).copy()
 
 
 def load_hf_weights(hf_dir):

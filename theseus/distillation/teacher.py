@@ -29,6 +29,7 @@ import tensorflow as tf
 import modeling_theseus as modeling
 from theseus import files
 from theseus import names
+from theseus.config import checks
 from theseus.distillation import intermediate
 from theseus.distillation import losses
 from theseus.distillation import schedules
@@ -57,14 +58,14 @@ def teacher_config(kd, bert_config):
   return config
 
 
-def check(kd, stage, init_checkpoint, bert_config, bert_config_file, do_train):
+def check(kd, stage, init_checkpoint, bert_config, bert_config_file, vocab_path, do_train):
   """Checks the distillation settings before any long work (InputDataError with one line), and
   warns about a flag that has no effect without another.
 
   Args:
     kd: DistillationSettings (their ranges are checked with the other settings).
     stage: the run's Stage.
-    init_checkpoint, bert_config, bert_config_file: the run's own model.
+    init_checkpoint, bert_config, bert_config_file, vocab_path: the run's own model.
     do_train: the run trains (the teachers are needed).
   """
   _warn_without_effect(kd)
@@ -76,12 +77,17 @@ def check(kd, stage, init_checkpoint, bert_config, bert_config_file, do_train):
   if kd.kd_augment and not kd.soft_labels:
     raise InputDataError("--kd_augment needs --kd_alpha > 0: its copies teach through the "
                          "teacher's soft labels")
-  for checkpoint in teacher_checkpoints(kd, init_checkpoint) or [None]:
-    _check_teacher_checkpoint(checkpoint)
   try:
     teacher = teacher_config(kd, bert_config)
   except ValueError as e:
     raise InputDataError(str(e), kd.teacher_bert_config_file)
+  if teacher.vocab_size != bert_config.vocab_size:
+    raise InputDataError("the teacher's vocabulary has %d entries but the student's %d: both "
+                         "must read the same token ids" % (teacher.vocab_size,
+                                                           bert_config.vocab_size),
+                         kd.teacher_bert_config_file)
+  for checkpoint in teacher_checkpoints(kd, init_checkpoint) or [None]:
+    _check_teacher_checkpoint(checkpoint, teacher, vocab_path)
   student_layers = stage.suc_layers or bert_config.num_hidden_layers
   if kd.hidden_matching and (teacher.hidden_size != bert_config.hidden_size or
                              teacher.num_hidden_layers % student_layers):
@@ -97,13 +103,21 @@ def check(kd, stage, init_checkpoint, bert_config, bert_config_file, do_train):
     raise InputDataError(str(e))
 
 
-def _check_teacher_checkpoint(checkpoint):
+def _check_teacher_checkpoint(checkpoint, config, vocab_path):
+  """The teacher checkpoint exists, fits its config, and reads the student's vocabulary (a
+  vocab.txt beside it, when there is one, must be the student's)."""
   if not checkpoint:
     raise InputDataError("distillation needs a teacher: --teacher_checkpoint (or "
                          "--init_checkpoint)")
   if not tf.io.gfile.exists(checkpoint + ".index"):
     raise InputDataError("teacher checkpoint not found (expected %s.index)" % checkpoint,
                          checkpoint)
+  checks.check_checkpoint_shapes(checkpoint, config)
+  beside = os.path.join(os.path.dirname(checkpoint), os.path.basename(vocab_path))
+  if (os.path.isfile(beside) and os.path.abspath(beside) != os.path.abspath(vocab_path) and
+      files.file_digest(beside) != files.file_digest(vocab_path)):
+    raise InputDataError("the teacher's vocabulary (%s beside it) is not the student's (%s)"
+                         % (beside, vocab_path), checkpoint)
 
 
 def _warn_without_effect(kd):

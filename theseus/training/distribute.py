@@ -20,11 +20,15 @@ checkpoints, summaries, evaluations and exports, into an --output_dir every work
 import collections
 import json
 import os
+import re
+import socket
+import time
 
 from absl import logging
 import tensorflow as tf
 
 from theseus.errors import InputDataError
+from theseus.errors import TrainingError
 
 tf1 = tf.compat.v1
 
@@ -72,7 +76,57 @@ def read_tf_config(environ=None):
   return workers, index
 
 
-def make_cluster(mode, mirrored_devices, global_batch_size, session_config):
+_DEVICE_RE = re.compile(r"^/(?:job:\w+/(?:replica:\d+/)?(?:task:\d+/)?)?(?:device:)?(cpu|gpu):(\d+)$")
+
+
+def check_distribution(mode, mirrored_devices):
+  """InputDataError for a TF_CONFIG or --mirrored_devices that cannot work, before any long
+  work (a GPU this machine does not have; several CPU replicas are logical devices)."""
+  if mode == "multi_worker":
+    read_tf_config()
+  if mode != "mirrored":
+    return
+  gpus = len(tf.config.list_physical_devices("GPU"))
+  for device in mirrored_devices:
+    m = _DEVICE_RE.match(device.lower())
+    if not m:
+      raise InputDataError("--mirrored_devices: %r is not a device such as /gpu:0 or /cpu:0"
+                           % device)
+    if m.group(1) == "gpu" and int(m.group(2)) >= gpus:
+      raise InputDataError("--mirrored_devices: %s does not exist: TensorFlow sees %d GPU(s) on "
+                           "this machine" % (device, gpus))
+
+
+def wait_for_workers(workers, index, timeout_s):
+  """Waits until every other worker's address accepts a connection.
+
+  Logs whom it waits for every 30 s; TrainingError naming the first worker that has not come up
+  after timeout_s.
+  """
+  start, last_note = time.time(), 0.0
+  for other, address in enumerate(workers):
+    if other == index:
+      continue
+    host, port = address.rsplit(":", 1)
+    while True:
+      try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        break
+      except OSError:
+        waited = time.time() - start
+        if waited > timeout_s:
+          raise TrainingError(
+              "worker %d (%s) did not come up within %d s (--cluster_timeout_s): start it with "
+              "the same command and its TF_CONFIG (task.index %d), or check its address"
+              % (other, address, timeout_s, other))
+        if waited - last_note >= 30:
+          logging.info("waiting for worker %d (%s), %.0f s so far", other, address, waited)
+          last_note = waited
+        time.sleep(0.5)
+
+
+def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
+                 cluster_timeout_s=600):
   """The Cluster of --distribute `mode` (a multi-worker one is made once per process).
 
   Args:
@@ -80,9 +134,11 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config):
     mirrored_devices: the devices of "mirrored" (empty: every GPU, else the CPU).
     global_batch_size: --train_batch_size, which the replicas must share evenly.
     session_config: the tf1.ConfigProto of the run's sessions; a copy is completed here.
+    cluster_timeout_s: how long a multi-worker process waits for the others to come up.
 
   Raises:
     InputDataError: a bad TF_CONFIG, unknown devices, or a batch the replicas cannot share.
+    TrainingError: another worker did not come up in time.
   """
   if mode not in DISTRIBUTE_MODES:
     raise InputDataError("--distribute must be one of %s, got %r"
@@ -95,7 +151,7 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config):
     cluster = _mirrored_cluster(mirrored_devices, config)
   else:
     if mode not in _process_cluster:
-      _process_cluster[mode] = _multi_worker_cluster(config)
+      _process_cluster[mode] = _multi_worker_cluster(config, cluster_timeout_s)
     cluster = _process_cluster[mode]
   if global_batch_size % cluster.num_replicas:
     raise InputDataError("--train_batch_size=%d (the global batch) must be a multiple of the %d "
@@ -148,12 +204,13 @@ def _mirrored_cluster(mirrored_devices, config):
                  num_replicas=strategy.num_replicas_in_sync)
 
 
-def _multi_worker_cluster(config):
+def _multi_worker_cluster(config, cluster_timeout_s):
   workers, index = read_tf_config()
   strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy()
   config = strategy.update_config_proto(config)
   server = tf.distribute.Server(strategy.cluster_resolver.cluster_spec(), job_name="worker",
                                 task_index=index, config=config, protocol="grpc")
+  wait_for_workers(workers, index, cluster_timeout_s)
   logging.info("Distribution: worker %d of %d (%s), %d replicas in all%s", index, len(workers),
                workers[index], strategy.num_replicas_in_sync, ", chief" if index == 0 else "")
   return Cluster(mode="multi_worker", strategy=strategy, target=server.target,

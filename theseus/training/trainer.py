@@ -86,7 +86,8 @@ def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, be
   train_path = _with_teacher_outputs(kd, model.init_checkpoint, bert_config, task, train_path,
                                      eval_batch_size, session_config)
   cluster = distribute.make_cluster(scale.distribute, scale.mirrored_devices,
-                                    training.train_batch_size, session_config)
+                                    training.train_batch_size, session_config,
+                                    scale.cluster_timeout_s)
   g = build_train_graph(model, training, replacing, kd, scale, bert_config, task, train_path,
                         plan, cluster)
   evaluator = None
