@@ -1,15 +1,20 @@
 # coding=utf-8
-"""Predictions on raw text from an export directory (run_classifier.py / run_ner_mrc.py --do_export).
+"""Predictions on raw text from an export directory (run_classifier.py / run_ner_mrc.py /
+run_squad.py --do_export).
 
   python predict.py --export_dir=EXPORT "a sentence" "another one"
   python predict.py --export_dir=EXPORT --input_file=sentences.txt --format=json
   printf 'first\\tsecond\\n' | python predict.py --export_dir=EXPORT      # a sentence pair
+  python predict.py --export_dir=SQUAD_EXPORT "$(printf 'Who won?\\tThe Broncos won.')"
 
 One example per argument or line: a sentence, or for pair tasks two sentences separated by a tab;
 for an NER export a plain sentence (words separated by spaces; for the character-level formats,
-its characters). The text is tokenized with the export's own vocab and do_lower_case. Output: a
-line per example, `label<TAB>probability` (regression: the value; NER: `TYPE: words [start-end]`
-per entity), or JSON lines with --format=json (carrying the input's "line"). A blank input line
+its characters); for a SQuAD export a question and its context separated by a tab. The text is
+tokenized with the export's own vocab and do_lower_case. Output: a line per example,
+`label<TAB>probability` (regression: the value; NER: `TYPE: words [start-end]` per entity; SQuAD:
+`answer<TAB>probability`, the answer cut from the context, `-` for none), or JSON lines with
+--format=json (carrying the input's "line"; SQuAD: the answer's character offsets in the
+context). A blank input line
 gives an empty output line, so output line n is input line n; an error names the file (or
 <stdin>) and the line. An export some of whose variables did not come from a checkpoint (its
 export_info.json lists them) is refused unless --allow_untrained.
@@ -91,6 +96,8 @@ def format_text(prediction):
   if "entities" in prediction:
     return " | ".join("%s: %s [%d-%d]" % (e["type"], e["text"], e["start"], e["end"])
                       for e in prediction["entities"]) or "-"
+  if "answer" in prediction:
+    return "%s\t%.4f" % (prediction["answer"] or "-", prediction["probability"])
   if "value" in prediction:
     return "%.6g" % prediction["value"]
   return "%s\t%.4f" % (prediction["label"], prediction["probabilities"][prediction["label"]])

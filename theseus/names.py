@@ -9,7 +9,8 @@ counts and shapes from them. Imports no TensorFlow.
   bert/encoder/layer_{i}/<LAYER_VARIABLE_NAMES>        predecessor (or plain) layer i
   bert/encoder/suc_layer_{j}/<LAYER_VARIABLE_NAMES>    successor module j (stage 1 and 2)
   bert/pooler/dense/{kernel,bias}
-  output_weights, output_bias                          the classifier head (tasks add others)
+  output_weights, output_bias                          the classifier head
+  cls/squad/output_weights, cls/squad/output_bias      the SQuAD span head (tasks add others)
 """
 
 import re
@@ -22,6 +23,10 @@ GLOBAL_STEP = "global_step"
 CLASSIFIER_WEIGHTS = "output_weights"  # google-research/bert's classifier head
 CLASSIFIER_BIAS = "output_bias"
 CLASSIFIER_HEAD_RE = r"^(%s|%s)$" % (CLASSIFIER_WEIGHTS, CLASSIFIER_BIAS)
+SQUAD_SCOPE = "cls/squad"  # google-research/bert's run_squad.py head
+SQUAD_WEIGHTS = SQUAD_SCOPE + "/output_weights"  # [2, hidden_size]: start, end
+SQUAD_BIAS = SQUAD_SCOPE + "/output_bias"  # [2]
+SQUAD_HEAD_RE = r"^%s/" % SQUAD_SCOPE
 
 LAYER_PATTERN = "layer_%d"  # scope of predecessor (plain) layer i under bert/encoder
 SUC_LAYER_PATTERN = "suc_layer_%d"  # scope of successor module j under bert/encoder

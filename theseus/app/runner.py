@@ -1,7 +1,7 @@
 """What every application does alike: the checks, then train / evaluate / predict / export.
 
-An application (run_classifier.py, run_ner_mrc.py) is a thin absl script: its flags
-(theseus/config/groups.py and its task's settings), then `absl_main(TaskRun, FLAGS)`. The run
+An application (run_classifier.py, run_ner_mrc.py, run_squad.py) is a thin absl script: its
+flags (theseus/config/groups.py and its task's settings), then `main(TaskRun)`. The run
 flows one way:
 
   flags -> RunSettings (groups by concern) -> checks before any long work -> the task reads its
@@ -31,8 +31,10 @@ tf1 = tf.compat.v1
 
 
 def settings_of(task_run_class, **values):
-  """The RunSettings of the flags' defaults with `values` (for running in process)."""
-  return groups.RunSettings.from_values(task_run_class.SETTINGS, **values)
+  """The RunSettings of the flags' defaults (the task's FLAG_DEFAULTS among them) with
+  `values` (for running in process)."""
+  return groups.RunSettings.from_values(task_run_class.SETTINGS,
+                                        **dict(task_run_class.FLAG_DEFAULTS, **values))
 
 
 def run_task(task_run_class, settings):
@@ -49,7 +51,8 @@ def make_task_run(task_run_class, settings):
 def check(settings, task_run):
   """Every check before any long work (InputDataError); returns (BertConfig, Stage)."""
   task_run.check_settings()
-  checks.check_required(settings.actions, settings.tpu, settings.data, settings.model)
+  checks.check_required(settings.actions, settings.tpu, settings.data, settings.model,
+                        task_run.NEEDS_DATA_DIR)
   bert_config = checks.load_bert_config(settings.model)
   stage = checks.check_replacing(settings.replacing)
   checks.check_model(settings.model, bert_config, stage.suc_layers)
@@ -167,7 +170,10 @@ def _evaluate(task_run, feature_set, infer, checkpoint, index, actions):
 
 
 def main(task_run_class):
-  """Runs an application as a script: `runner.main(task.ClassifierRun)` (its flags defined)."""
+  """Runs an application as a script: `runner.main(task.ClassifierRun)` (its flags defined;
+  the task's FLAG_DEFAULTS become theirs)."""
+  for name, value in task_run_class.FLAG_DEFAULTS.items():
+    flags.FLAGS.set_default(name, value)
   app.run(lambda argv: absl_main(task_run_class, flags.FLAGS))
 
 

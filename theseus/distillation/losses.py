@@ -42,6 +42,22 @@ def pointer_soft_loss(student_logits, teacher_logits, mask, temperature):
           tf.maximum(tf.reduce_sum(mask), 1.0))
 
 
+def position_soft_loss(student_logits, teacher_logits, mask, temperature):
+  """T^2 * the mean over the batch of CE(softmax(teacher / T), softmax(student / T)) over the
+  positions of each row (a span pointer: SQuAD's start or end); positions with mask 0 take no
+  part.
+
+  Args:
+    student_logits, teacher_logits: float Tensors [B, T].
+    mask: Tensor [B, T] (1 on real positions).
+    temperature: T > 0.
+  """
+  outside = (1.0 - tf.cast(mask, tf.float32)) * -10000.0
+  targets = tf.nn.softmax((teacher_logits + outside) / temperature, axis=-1)
+  log_probs = tf.nn.log_softmax((student_logits + outside) / temperature, axis=-1)
+  return temperature ** 2 * tf.reduce_mean(-tf.reduce_sum(targets * log_probs, axis=-1))
+
+
 def hidden_matching_loss(student, teacher, input_mask, include_embeddings):
   """Mean over matched layer pairs of the MSE over real tokens.
 

@@ -114,6 +114,8 @@ class TaskRun(object):
 
   KIND = None  # the task's name in the registry, written to export_info.json
   SETTINGS = None  # the dataclass of the task's own settings (theseus/config/declare.py)
+  NEEDS_DATA_DIR = True  # its data files live in --data_dir (SQuAD names its files instead)
+  FLAG_DEFAULTS = {}  # the defaults its command line gives shared flags (run_squad.py: 384)
 
   def __init__(self, settings, model, data, output_dir):
     """settings: the task's SETTINGS group; model, data: ModelSettings, DataSettings."""

@@ -11,6 +11,7 @@ import importlib
 TASKS = {
     "classifier": "theseus.tasks.classifier.task",
     "ner_mrc": "theseus.tasks.ner_mrc.task",
+    "squad": "theseus.tasks.squad.task",
 }
 
 
