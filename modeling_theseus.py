@@ -592,9 +592,8 @@ def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_pr
       initializer=create_initializer(config.initializer_range))
   beta, gamma = create_layer_norm_variables("LayerNorm", config.hidden_size)
 
-  assert_len = tf1.assert_less_equal(
-      seq_length, config.max_position_embeddings,
-      message="sequence longer than max_position_embeddings")
+  assert_len = _host_assert_less_equal(seq_length, config.max_position_embeddings,
+                                      "sequence longer than max_position_embeddings")
   with tf.control_dependencies([assert_len]):
     positions = tf.slice(position_table, [0, 0], tf.stack([seq_length, -1]))
   if use_one_hot_embeddings:
@@ -889,6 +888,12 @@ def count_parameters(variables):
 # google-research/bert's modeling API, for code written against it: the same names, arguments,
 # variable names and results. BertModel above builds its graph from the same pieces.
 
+def _host_assert_less_equal(x, y, message):
+  """tf1.assert_less_equal on the host CPU (its string constants have no GPU kernel)."""
+  with tf.device("/device:CPU:0"):
+    return tf1.assert_less_equal(x, y, message=message)
+
+
 def assert_rank(tensor, expected_rank, name=None):
   """Raises ValueError unless `tensor` has rank `expected_rank` (an int or a list of ints)."""
   expected = [expected_rank] if isinstance(expected_rank, int) else list(expected_rank)
@@ -998,7 +1003,8 @@ def embedding_postprocessor(input_tensor, use_token_type=False, token_type_ids=N
   if use_position_embeddings:
     table = tf1.get_variable(position_embedding_name, [max_position_embeddings, width],
                              initializer=create_initializer(initializer_range))
-    assert_len = tf1.assert_less_equal(seq_length, max_position_embeddings)
+    assert_len = _host_assert_less_equal(seq_length, max_position_embeddings,
+                                        "sequence longer than max_position_embeddings")
     with tf.control_dependencies([assert_len]):
       positions = tf.slice(table, [0, 0], tf.stack([seq_length, -1]))
     output += tf.expand_dims(positions, 0)

@@ -160,8 +160,10 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
 
 
 def session_config(num_threads, xla):
-  """The tf1.ConfigProto of a run's sessions: thread counts (0: TensorFlow's choice), XLA."""
-  config = tf1.ConfigProto()
+  """The tf1.ConfigProto of a run's sessions: thread counts (0: TensorFlow's choice), XLA, and
+  soft placement (an op without a kernel on the device its scope names runs on the CPU instead
+  of failing the run; tests/test_placement.py keeps the training graphs free of such ops)."""
+  config = tf1.ConfigProto(allow_soft_placement=True)
   if num_threads:
     config.intra_op_parallelism_threads = num_threads
     config.inter_op_parallelism_threads = num_threads
