@@ -202,6 +202,10 @@ class ScaleSettings:
   cluster_timeout_s: int = setting(600, "--distribute=multi_worker: how long a worker waits for "
                                    "the others to come up before it stops with one line.",
                                    minimum=1)
+  step_timeout_s: int = setting(3600, "--distribute=multi_worker: how long a worker waits in one "
+                                "step for the others (the chief evaluates between steps) before "
+                                "it stops with one line naming the worker that is gone.",
+                                minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)

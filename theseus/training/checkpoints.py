@@ -101,9 +101,19 @@ def restore_variables(sess, saver, variables, checkpoint, suc_init="first"):
 
 
 def find_latest_checkpoint(directory):
-  """The newest checkpoint in `directory` (None when there is none, or no directory)."""
+  """The newest checkpoint in `directory` (None when there is none, or no directory).
+
+  The state file's entry is read by its file name in `directory`: a run directory that was
+  copied or moved (or is mounted elsewhere on another machine) resumes from its own files, not
+  from the absolute path TensorFlow recorded.
+  """
   if not directory or not tf.io.gfile.isdir(directory):
     return None
+  state = tf.train.get_checkpoint_state(directory)
+  if state and state.model_checkpoint_path:
+    local = os.path.join(directory, os.path.basename(state.model_checkpoint_path))
+    if tf.io.gfile.exists(local + ".index"):
+      return local
   return tf.train.latest_checkpoint(directory)
 
 

@@ -1,7 +1,7 @@
 """Where a run trains: one process, several devices of one machine, or several worker processes.
 
-`make_cluster(mode, devices, ...)` turns --distribute into a `Cluster`, the tf.distribute strategy the training
-graph is built under and the session target it runs on:
+`make_cluster(mode, devices, ...)` turns --distribute into a `Cluster`, the tf.distribute
+strategy the training graph is built under and the session target it runs on:
 
 * none: TensorFlow's default strategy, one replica, a local session (the default);
 * mirrored: tf.distribute.MirroredStrategy over --mirrored_devices (default: every GPU TensorFlow
@@ -13,8 +13,9 @@ graph is built under and the session target it runs on:
 
 --train_batch_size is the global batch in every mode: each replica takes its share (the batch
 must divide evenly), so steps, schedules and accumulation are those of one process with the same
-batch. Every worker reads the same data stream and keeps its own rows; the chief alone writes
-checkpoints, summaries, evaluations and exports, into an --output_dir every worker must see.
+batch. Every worker forms the same global batches from the unparsed records and parses only its
+rows (input_pipeline.make_dataset); the chief alone writes checkpoints, summaries, evaluations
+and exports, into an --output_dir every worker must see.
 """
 
 import collections
@@ -76,7 +77,8 @@ def read_tf_config(environ=None):
   return workers, index
 
 
-_DEVICE_RE = re.compile(r"^/(?:job:\w+/(?:replica:\d+/)?(?:task:\d+/)?)?(?:device:)?(cpu|gpu):(\d+)$")
+_DEVICE_RE = re.compile(
+    r"^/(?:job:\w+/(?:replica:\d+/)?(?:task:\d+/)?)?(?:device:)?(cpu|gpu):(\d+)$")
 
 
 def check_distribution(mode, mirrored_devices):
@@ -126,7 +128,7 @@ def wait_for_workers(workers, index, timeout_s):
 
 
 def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
-                 cluster_timeout_s=600):
+                 cluster_timeout_s=600, step_timeout_s=3600):
   """The Cluster of --distribute `mode` (a multi-worker one is made once per process).
 
   Args:
@@ -135,6 +137,8 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
     global_batch_size: --train_batch_size, which the replicas must share evenly.
     session_config: the tf1.ConfigProto of the run's sessions; a copy is completed here.
     cluster_timeout_s: how long a multi-worker process waits for the others to come up.
+    step_timeout_s: its sessions' operation timeout (a step that waits longer for the others
+      fails, and the trainer names the worker that is gone).
 
   Raises:
     InputDataError: a bad TF_CONFIG, unknown devices, or a batch the replicas cannot share.
@@ -151,7 +155,7 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
     cluster = _mirrored_cluster(mirrored_devices, config)
   else:
     if mode not in _process_cluster:
-      _process_cluster[mode] = _multi_worker_cluster(config, cluster_timeout_s)
+      _process_cluster[mode] = _multi_worker_cluster(config, cluster_timeout_s, step_timeout_s)
     cluster = _process_cluster[mode]
   if global_batch_size % cluster.num_replicas:
     raise InputDataError("--train_batch_size=%d (the global batch) must be a multiple of the %d "
@@ -160,10 +164,14 @@ def make_cluster(mode, mirrored_devices, global_batch_size, session_config,
 
 
 def session_config(num_threads, xla):
-  """The tf1.ConfigProto of a run's sessions: thread counts (0: TensorFlow's choice), XLA, and
-  soft placement (an op without a kernel on the device its scope names runs on the CPU instead
-  of failing the run; tests/test_placement.py keeps the training graphs free of such ops)."""
+  """The tf1.ConfigProto of a run's sessions: thread counts (0: TensorFlow's choice), XLA, GPU
+  memory that grows as needed, and soft placement (an op without a kernel on the device its
+  scope names runs on the CPU instead of failing the run; tests/test_placement.py keeps the
+  training graphs free of such ops)."""
   config = tf1.ConfigProto(allow_soft_placement=True)
+  # Memory grows as needed: the chief's evaluation and teacher sessions share GPU 0 with its
+  # replica, and local workers may share a GPU.
+  config.gpu_options.allow_growth = True
   if num_threads:
     config.intra_op_parallelism_threads = num_threads
     config.inter_op_parallelism_threads = num_threads
@@ -206,10 +214,12 @@ def _mirrored_cluster(mirrored_devices, config):
                  num_replicas=strategy.num_replicas_in_sync)
 
 
-def _multi_worker_cluster(config, cluster_timeout_s):
+def _multi_worker_cluster(config, cluster_timeout_s, step_timeout_s):
   workers, index = read_tf_config()
-  strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy()
+  strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy(
+      communication=_communication(tf.config.list_physical_devices("GPU")))
   config = strategy.update_config_proto(config)
+  config.operation_timeout_in_ms = step_timeout_s * 1000
   server = tf.distribute.Server(strategy.cluster_resolver.cluster_spec(), job_name="worker",
                                 task_index=index, config=config, protocol="grpc")
   wait_for_workers(workers, index, cluster_timeout_s)
@@ -220,14 +230,23 @@ def _multi_worker_cluster(config, cluster_timeout_s):
                  num_workers=len(workers), num_replicas=strategy.num_replicas_in_sync)
 
 
-def replica_share(global_batch, num_replicas):
-  """This replica's rows of a global batch (in replica context): dict of [batch / R, ...]."""
-  if num_replicas == 1:
-    return dict(global_batch)
-  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+def _communication(gpus):
+  """NCCL between the GPUs of the workers when there are GPUs (the v1 strategy's default in
+  session mode is the ring, even between the GPUs of one machine), else the ring."""
+  options = tf.distribute.experimental.CollectiveCommunication
+  return options.NCCL if gpus else options.RING
+
+
+def replica_share(batch, num_replicas, num_workers=1):
+  """This replica's rows (in replica context) of this worker's `batch` (its rows of the global
+  batch, input_pipeline's shard): dict of [batch / local replicas, ...]."""
+  local_replicas = num_replicas // num_workers
+  if local_replicas == 1:
+    return dict(batch)
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group % local_replicas
   share = {}
-  for name, tensor in global_batch.items():
-    rows = tf.shape(tensor)[0] // num_replicas
+  for name, tensor in batch.items():
+    rows = tf.shape(tensor)[0] // local_replicas
     share[name] = tensor[replica * rows:(replica + 1) * rows]
   return share
 

@@ -32,6 +32,7 @@ from theseus.distillation import teacher as teacher_lib
 from theseus.errors import InputDataError
 from theseus.errors import TrainingError
 from theseus.tasks import base
+from theseus.training import agreement
 from theseus.training import checkpoints
 from theseus.training import distribute
 from theseus.training import evaluation
@@ -47,7 +48,7 @@ TrainPlan = collections.namedtuple("TrainPlan", [
 
 TrainGraph = collections.namedtuple("TrainGraph", [
     "graph", "fetches", "update_op", "micro_batch", "summary_op", "global_step", "final", "saver",
-    "weights_finite", "init_ops", "has_replaced"])
+    "weights_finite", "init_ops", "has_replaced", "restored_state"])
 
 
 def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, bert_config, task,
@@ -71,13 +72,11 @@ def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, be
     train_path, num_train_examples: the training feature cache and its size.
     eval_path: the dev feature cache (used with --evaluate_during_training).
     on_checkpoint: optional callable(step) run after each checkpoint (tests stop a run there).
-
   Returns:
     dict with global_step, replace_rate, learning_rate and the final loss.
   """
-  stage = replacing.stage()
+  stage, eval_path = replacing.stage(), eval_path if training.evaluate_during_training else None
   plan = plan_training(training, output_dir, stage, num_train_examples)
-  eval_path = eval_path if training.evaluate_during_training else None
   missed_eval = _missed_evaluation(output_dir, plan, eval_path)
   if plan.resumed_step >= plan.num_train_steps and not missed_eval:
     logging.info("  already trained: %s is at step %d", plan.latest, plan.resumed_step)
@@ -87,13 +86,12 @@ def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, be
                                      eval_batch_size, session_config)
   cluster = distribute.make_cluster(scale.distribute, scale.mirrored_devices,
                                     training.train_batch_size, session_config,
-                                    scale.cluster_timeout_s)
+                                    scale.cluster_timeout_s, scale.step_timeout_s)
   g = build_train_graph(model, training, replacing, kd, scale, bert_config, task, train_path,
                         plan, cluster)
-  evaluator = None
-  if eval_path and cluster.is_chief:
-    evaluator = evaluation.Evaluator(bert_config, task, eval_path, eval_batch_size, stage,
-                                     replacing.suc_init, session_config)
+  evaluator = (evaluation.Evaluator(bert_config, task, eval_path, eval_batch_size, stage,
+                                    replacing.suc_init, session_config)
+               if eval_path and cluster.is_chief else None)
   keeper = keeper_lib.CheckpointKeeper(output_dir, g.saver, g.weights_finite,
                                        g.graph if not plan.latest else None, evaluator, task,
                                        cluster.is_chief)
@@ -102,13 +100,27 @@ def train(output_dir, model, training, replacing, kd, scale, eval_batch_size, be
       training.log_every_n_steps, plan.num_train_steps, plan.accumulation, g.has_replaced,
       "worker %d: " % cluster.worker_index if cluster.num_workers > 1 else "")
   try:
-    _start(sess, g, plan, keeper, missed_eval)
+    _start(sess, g, plan, keeper, missed_eval, cluster)
     final = _train_loop(sess, g, plan, training, output_dir, keeper, progress, on_checkpoint)
+  except tf.errors.OpError as e:
+    if cluster.mode != "multi_worker":
+      raise
+    raise _worker_gone(e, sess, g.global_step, scale.step_timeout_s) from None
   finally:
     keeper.close()
     if cluster.mode != "multi_worker":
       sess.close()  # on a gRPC server target close() does not return; the process exits instead
   return _write_train_results(output_dir, plan, final, progress, cluster.is_chief)
+
+
+def _worker_gone(error, sess, global_step, step_timeout_s):
+  """The TrainingError naming the unreachable worker(s) after a failed cluster step."""
+  workers, index = distribute.read_tf_config()
+  try:
+    step = int(sess.run(global_step, options=tf1.RunOptions(timeout_in_ms=10000))) + 1
+  except tf.errors.OpError:
+    step = None
+  return agreement.worker_gone(error, workers, index, step, step_timeout_s)
 
 
 def _with_teacher_outputs(kd, init_checkpoint, bert_config, task, train_path, batch_size,
@@ -123,12 +135,16 @@ def _with_teacher_outputs(kd, init_checkpoint, bert_config, task, train_path, ba
                                           task, train_path, batch_size, session_config)
 
 
-def _start(sess, g, plan, keeper, missed_eval):
-  """Initialises the variables, restores a resumed run, evaluates what a crash left out."""
+def _start(sess, g, plan, keeper, missed_eval, cluster):
+  """Initialises the variables, restores a resumed run (every replica must then hold the same
+  model), evaluates what a crash left out."""
   sess.run(g.init_ops)
   if plan.latest:
     g.saver.restore(sess, plan.latest)
     logging.info("Resumed from %s at step %d", plan.latest, plan.resumed_step)
+  agreement.check_restored(sess, g.restored_state,
+                           lambda value: distribute.local_values(cluster, value),
+                           cluster.worker_index, cluster.num_replicas, plan.latest)
   if missed_eval:
     logging.info("%s was saved but not evaluated before the run stopped; evaluating it now",
                  plan.latest)
@@ -162,9 +178,10 @@ def run_update(sess, g, plan, log_every_n_steps, output_dir, step, progress):
     if with_summary and micro_batch == plan.accumulation - 1:
       fetches = dict(fetches, summary=g.summary_op)
     out = sess.run(fetches, {g.micro_batch: micro_batch})
-    if not np.isfinite(out["loss"]):
-      raise TrainingError("loss is %s at step %d; stopping. %s" % (
-          out["loss"], step + 1, checkpoints.kept_checkpoint_note(output_dir)))
+    if not np.isfinite(out["loss_everywhere"]):  # any replica's: they all stop at this step
+      where = "" if not np.isfinite(out["loss"]) else " on another replica"
+      raise TrainingError("loss is %s%s at step %d; stopping. %s" % (
+          out["loss_everywhere"], where, step + 1, checkpoints.kept_checkpoint_note(output_dir)))
     progress.add(out)
   if g.update_op is not None:
     sess.run(g.update_op)
@@ -211,14 +228,18 @@ def build_train_graph(model, training, replacing, kd, scale, bert_config, task, 
     dataset = input_pipeline.make_dataset(
         train_path, task.int_keys, teacher_lib.train_float_keys(kd, task),
         training.train_batch_size, is_training=True, seed=training.seed,
-        skip_batches=plan.resumed_step * plan.accumulation)
-    features = tf1.data.make_one_shot_iterator(dataset).get_next()  # the global batch
+        skip_batches=plan.resumed_step * plan.accumulation, shard_index=cluster.worker_index,
+        num_shards=cluster.num_workers)
+    # This worker's rows of the global batch (all of it in one process).
+    features = tf1.data.make_one_shot_iterator(dataset).get_next()
     if cluster.worker_index:  # every worker its own dropout; the same data order and draws
       tf1.set_random_seed(training.seed + 7919 * cluster.worker_index)
     with cluster.strategy.scope():
       step, rate = _build_step(model, training, replacing, kd, scale, bert_config, task, plan,
                                cluster, features)
-      g = _train_graph(training.keep_checkpoint_max, graph, features, step, rate)
+      state = agreement.restored_state(cluster.strategy, tf1.train.get_global_step(),
+                                       tf1.trainable_variables())
+      g = _train_graph(training.keep_checkpoint_max, graph, features, step, rate, state)
   graph.finalize()
   return g
 
@@ -286,7 +307,7 @@ def _build_step(model, training, replacing, kd, scale, bert_config, task, plan, 
   return step, rate
 
 
-def _train_graph(keep_checkpoint_max, graph, features, step, rate):
+def _train_graph(keep_checkpoint_max, graph, features, step, rate, restored_state):
   """The TrainGraph: fetches, summaries, saver and checks around the TrainStep."""
   global_step = tf1.train.get_global_step()
   tf1.summary.scalar("loss", step.loss)
@@ -296,7 +317,8 @@ def _train_graph(keep_checkpoint_max, graph, features, step, rate):
   tf1.summary.scalar("learning_rate", step.learning_rate)
   tf1.summary.scalar("replace_rate", rate)
   fetches = {"train": step.micro_batch_op if step.micro_batch_op is not None else step.update_op,
-             "loss": step.loss, "rate": rate, "lr": step.learning_rate,
+             "loss": step.loss, "loss_everywhere": step.loss_everywhere, "rate": rate,
+             "lr": step.learning_rate,
              "tokens": tf.reduce_sum(features["input_mask"]),
              "examples": tf.shape(features["input_ids"])[0], "draw": step.replaced}
   if step.loss_scale is not None:
@@ -314,7 +336,7 @@ def _train_graph(keep_checkpoint_max, graph, features, step, rate):
       weights_finite=tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
                                     for v in tf1.trainable_variables()]),
       init_ops=[tf1.global_variables_initializer(), tf1.local_variables_initializer()],
-      has_replaced=step.replaced.shape[0] != 0)
+      has_replaced=step.replaced.shape[0] != 0, restored_state=restored_state)
 
 
 def _init_from_checkpoint(init_checkpoint, suc_init):

@@ -25,17 +25,19 @@ import tensorflow as tf
 
 import modeling_theseus as modeling
 from theseus import names
+from theseus.training import agreement
 from theseus.training import distribute
 from theseus.training import optimizer as optimizer_lib
 
 tf1 = tf.compat.v1
 
 TrainStep = collections.namedtuple("TrainStep", [
-    "micro_batch_op", "update_op", "micro_batch", "loss", "loss_terms", "replaced",
-    "learning_rate", "grad_norm", "loss_scale", "train_vars", "make_update"])
+    "micro_batch_op", "update_op", "micro_batch", "loss", "loss_everywhere", "loss_terms",
+    "replaced", "learning_rate", "grad_norm", "loss_scale", "train_vars", "make_update"])
 TrainStep.__doc__ += """: micro_batch_op (None for k = 1) and update_op (None when deferred)
-are the ops the loop runs; make_update() builds the update's ops (where the caller wants them,
-e.g. in a conditional) and returns (update op, gradient norm)."""
+are the ops the loop runs; loss_everywhere is the loss summed over every replica of the cluster
+(NaN / Inf when any replica's is); make_update() builds the update's ops (where the caller
+wants them, e.g. in a conditional) and returns (update op, gradient norm)."""
 
 Hyperparameters = collections.namedtuple("Hyperparameters", [
     "learning_rate", "num_train_steps", "num_warmup_steps", "accumulation", "clip_norm",
@@ -52,7 +54,8 @@ def build_train_step(cluster, global_batch, model_fn, stage, hyper, seed, train_
 
   Args:
     cluster: distribute.Cluster.
-    global_batch: dict of [global batch, ...] Tensors (every replica takes its share).
+    global_batch: dict of [batch, ...] Tensors: this worker's rows of the global batch (all of
+      it in one process); every replica of the worker takes its share.
     model_fn: callable(features, draw_seed) -> (loss, loss_terms dict, replaced or None), run in
       replica context; draw_seed is the int64 [2] key of the stage-1 draw.
     stage: the run's Stage (which variables it trains).
@@ -75,9 +78,9 @@ def build_train_step(cluster, global_batch, model_fn, stage, hyper, seed, train_
     return optimizer_lib.select_train_variables(tf1.trainable_variables(), stage, train_scope)
 
   forward = strategy.extended.call_for_each_replica(
-      _replica_gradients, args=(global_batch, cluster.num_replicas, model_fn, global_step,
-                                micro_batch, seed, k, train_vars, scale))
-  loss, terms, replaced, grads, used_scale = forward
+      _replica_gradients, args=(global_batch, cluster.num_replicas, cluster.num_workers,
+                                model_fn, global_step, micro_batch, seed, k, train_vars, scale))
+  loss, everywhere, terms, replaced, grads, used_scale = forward
   tvars = train_vars()
   learning_rate = optimizer_lib.learning_rate_schedule(
       global_step, hyper.learning_rate, hyper.num_train_steps, hyper.num_warmup_steps)
@@ -98,16 +101,18 @@ def build_train_step(cluster, global_batch, model_fn, stage, hyper, seed, train_
   first = lambda value: distribute.local_values(cluster, value)[0]  # noqa: E731
   return TrainStep(
       micro_batch_op=micro_batch_op, update_op=update_op, micro_batch=micro_batch,
-      loss=first(loss), loss_terms={name: first(t) for name, t in terms.items()},
+      loss=first(loss), loss_everywhere=first(everywhere),
+      loss_terms={name: first(t) for name, t in terms.items()},
       replaced=first(replaced), learning_rate=learning_rate,
       grad_norm=first(grad_norm) if grad_norm is not None else None,
       loss_scale=first(used_scale) if scale else None, train_vars=tvars, make_update=make_update)
 
 
-def _replica_gradients(global_batch, num_replicas, model_fn, global_step, micro_batch, seed, k,
-                       train_vars, scale):
-  """Replica context: (loss, loss_terms, replaced, gradients of the scaled loss, the scale)."""
-  features = distribute.replica_share(global_batch, num_replicas)
+def _replica_gradients(global_batch, num_replicas, num_workers, model_fn, global_step,
+                       micro_batch, seed, k, train_vars, scale):
+  """Replica context: (loss, loss summed over the replicas, loss_terms, replaced, gradients of
+  the scaled loss, the scale)."""
+  features = distribute.replica_share(global_batch, num_replicas, num_workers)
   draw_counter = tf.cast(global_step, tf.int64) * k + micro_batch
   loss, terms, replaced = model_fn(features, modeling.replace_draw_seed(seed, draw_counter))
   if replaced is None:
@@ -117,7 +122,8 @@ def _replica_gradients(global_batch, num_replicas, model_fn, global_step, micro_
   grads = tf.gradients(loss * used_scale if scale else loss, tvars)
   grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
            for g, v in zip(grads, tvars)]
-  return loss, terms, replaced, grads, used_scale
+  return (loss, agreement.loss_everywhere(loss, num_replicas), terms, replaced, grads,
+          used_scale)
 
 
 def _loss_scale_variables(loss_scaling):

@@ -1,0 +1,79 @@
+"""What the replicas of a cluster agree on, on two mirrored CPU replicas in one process: a NaN
+loss on one replica stops every replica at that step; replicas holding different weights after a
+restore are refused with one line."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from theseus.errors import TrainingError
+from theseus.stage import Stage
+from theseus.training import agreement
+from theseus.training import distribute
+from theseus.training import update
+
+tf1 = tf.compat.v1
+
+
+def _two_replicas():
+  config = distribute.session_config(0, False)
+  return distribute.make_cluster("mirrored", ("/cpu:0", "/cpu:1"), 4, config)
+
+
+def _step(cluster, poison_replica):
+  """A one-variable model whose loss is NaN on replica `poison_replica` only (None: nowhere)."""
+  features = {"x": tf.constant(np.arange(8, dtype=np.float32).reshape(4, 2))}
+
+  def model_fn(f, draw_seed):
+    del draw_seed
+    w = tf1.get_variable("w", [2], initializer=tf1.ones_initializer())
+    loss = tf.reduce_mean(tf.reduce_sum(f["x"] * w, axis=1))
+    if poison_replica is not None:
+      replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+      loss *= tf.where(tf.equal(replica, poison_replica), np.nan, 1.0)
+    return loss, {"hard": loss}, None
+
+  hyper = update.Hyperparameters(learning_rate=1e-2, num_train_steps=10, num_warmup_steps=0,
+                                 accumulation=1, clip_norm=1.0, weight_decay_rate=0.0)
+  with cluster.strategy.scope():
+    return update.build_train_step(cluster, features, model_fn, Stage.of(0), hyper, 1)
+
+
+def test_a_nan_loss_on_another_replica_is_seen_by_every_replica():
+  with tf.Graph().as_default():
+    cluster = _two_replicas()
+    step = _step(cluster, poison_replica=1)
+    with tf1.Session(config=cluster.session_config) as sess:
+      sess.run(tf1.global_variables_initializer())
+      loss, everywhere = sess.run([step.loss, step.loss_everywhere])
+  assert np.isfinite(loss) and np.isnan(everywhere)  # replica 0 fine, yet it stops
+
+
+def test_the_loss_everywhere_is_the_sum_of_the_replicas_losses():
+  with tf.Graph().as_default():
+    cluster = _two_replicas()
+    step = _step(cluster, poison_replica=None)
+    with tf1.Session(config=cluster.session_config) as sess:
+      sess.run(tf1.global_variables_initializer())
+      loss, everywhere = sess.run([step.loss, step.loss_everywhere])
+  # Replica 0 reads rows 0-1 (x sums 1 and 5), replica 1 rows 2-3 (9 and 13).
+  assert loss == pytest.approx(3.0) and everywhere == pytest.approx(3.0 + 11.0)
+
+
+def test_replicas_holding_different_weights_after_a_restore_are_refused():
+  with tf.Graph().as_default():
+    cluster = _two_replicas()
+    with cluster.strategy.scope():
+      w = tf1.get_variable("w", [3], initializer=tf1.ones_initializer())
+      global_step = tf1.train.get_or_create_global_step()
+      state = agreement.restored_state(cluster.strategy, global_step, [w])
+    local = lambda value: distribute.local_values(cluster, value)  # noqa: E731
+    with tf1.Session(config=cluster.session_config) as sess:
+      sess.run(tf1.global_variables_initializer())
+      agreement.check_restored(sess, state, local, 0, 2, "ckpt-4")  # the same: no error
+      sess.run(local(w)[1].assign([1.0, 1.0, 2.0]))  # replica 1 restored something else
+      with pytest.raises(TrainingError) as e:
+        agreement.check_restored(sess, state, local, 0, 2, "ckpt-4")
+  assert str(e.value).startswith(
+      "the workers do not hold the same model after restoring ckpt-4: worker 0 is at "
+      "global_step 0 (weights checksum 3), the cluster's mean is global_step 0.0 (checksum 3.5)")
