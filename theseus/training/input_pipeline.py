@@ -19,7 +19,9 @@ from theseus import files
 from theseus.errors import TrainingError
 from theseus.errors import short_error
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: every record carries LENGTH_KEY
+# Each record's number of positions, so that a worker can batch records without parsing them.
+LENGTH_KEY = "__length"
 
 # Training batches are grouped by length into these buckets (in word pieces).
 BUCKET_BOUNDARIES = (16, 32, 48, 64, 96, 128, 192, 256, 384)
@@ -46,6 +48,8 @@ def write_records(path, records):
 
 def _serialize(feature, int_keys, float_keys):
   out = collections.OrderedDict()
+  out[LENGTH_KEY] = tf.train.Feature(int64_list=tf.train.Int64List(
+      value=[len(feature["input_ids"])]))
   for key in int_keys:
     out[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(feature[key])))
   for key in float_keys:
@@ -100,40 +104,50 @@ def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(
 
 
 def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, skip_batches=0,
-                 bucket_boundaries=BUCKET_BOUNDARIES):
+                 bucket_boundaries=BUCKET_BOUNDARIES, shard_index=0, num_shards=1):
   """tf.data over a feature cache; batches padded to their longest sequence.
 
   Training: shuffled with a fixed seed (the same order on every run, so a resumed run can skip
   the batches it already consumed), repeated, and grouped by length so a batch holds sequences of
-  similar length. Evaluation: one pass in file order, nothing dropped.
+  similar length. The records are batched unparsed (by their LENGTH_KEY), and a shard (a worker
+  of a cluster, shard_index of num_shards) parses only its rows of each global batch: every
+  worker forms the same global batches and parses 1 / num_shards of them. Evaluation: one pass
+  in file order, nothing dropped.
 
   Returns a dataset of dicts name -> [batch, max_len_in_batch] tensors (int32 / float32), with
-  "input_mask" (1 on real positions) added.
+  "input_mask" (1 on real positions) added; in training, `batch` is this shard's rows of the
+  global batch of `batch_size` (which num_shards must divide).
   """
   spec = {k: tf.io.VarLenFeature(tf.int64) for k in int_keys}
   spec.update({k: tf.io.VarLenFeature(tf.float32) for k in float_keys})
 
-  def parse(record):
-    parsed = tf.io.parse_single_example(record, spec)
-    out = {}
-    for k in int_keys:
-      out[k] = tf.cast(tf.sparse.to_dense(parsed[k]), tf.int32)
-    for k in float_keys:
-      out[k] = tf.sparse.to_dense(parsed[k])
-    out["input_mask"] = tf.ones_like(out["input_ids"])  # padding below adds the zeros
+  def dense(parsed):
+    out = {k: tf.cast(tf.sparse.to_dense(parsed[k]), tf.int32) for k in int_keys}
+    out.update({k: tf.sparse.to_dense(parsed[k]) for k in float_keys})
+    ids = parsed["input_ids"]
+    out["input_mask"] = tf.sparse.to_dense(tf.SparseTensor(
+        ids.indices, tf.ones_like(ids.values, tf.int32), ids.dense_shape))
     return out
 
   d = tf.data.TFRecordDataset(path)
-  if is_training:
-    d = d.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
-  d = d.map(parse, num_parallel_calls=2 if not is_training else 1, deterministic=True)
-  if is_training:
-    boundaries = list(bucket_boundaries)
-    d = d.bucket_by_sequence_length(
-        lambda x: tf.shape(x["input_ids"])[0], bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
-    if skip_batches:
-      d = d.skip(skip_batches)
-  else:
-    d = d.padded_batch(batch_size)
-  return d.prefetch(2)
+  if not is_training:
+    d = d.map(lambda record: dense(tf.io.parse_example(record[None], spec)),
+              num_parallel_calls=2, deterministic=True)
+    return d.unbatch().padded_batch(batch_size).prefetch(2)
+  length_spec = {LENGTH_KEY: tf.io.FixedLenFeature([], tf.int64)}
+  d = d.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
+  d = d.map(lambda record: {"record": record, "length": tf.io.parse_single_example(
+      record, length_spec)[LENGTH_KEY]}, num_parallel_calls=2, deterministic=True)
+  boundaries = list(bucket_boundaries)
+  d = d.bucket_by_sequence_length(
+      lambda x: tf.cast(x["length"], tf.int32), bucket_boundaries=boundaries,
+      bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+  if skip_batches:
+    d = d.skip(skip_batches)
+  rows = batch_size // num_shards
+
+  def parse_share(batch):
+    records = batch["record"][shard_index * rows:(shard_index + 1) * rows]
+    return dense(tf.io.parse_example(records, spec))
+
+  return d.map(parse_share, num_parallel_calls=2, deterministic=True).prefetch(2)
