@@ -7,8 +7,10 @@ Each worker gets TF_CONFIG for a cluster of N workers on free 127.0.0.1 ports an
 with --distribute=multi_worker added; its output lines are prefixed with `[worker i]`. When one
 worker fails, the others are stopped, and the launcher exits with the failed worker's code;
 --timeout_s bounds the whole run; Ctrl-C stops every worker (exit 130). The workers end with the
-launcher, also when it is killed. Several machines need no launcher: start the same command on
-each with its own TF_CONFIG (README "Several GPUs, several machines").
+launcher, also when it is killed. On a machine with GPUs each worker sees only its own
+(CUDA_VISIBLE_DEVICES): by default the GPUs are shared out evenly, --gpus_per_worker=g gives
+each g, --gpus_per_worker=0 hides them (CPU workers). Several machines need no launcher: start
+the same command on each with its own TF_CONFIG (README "Several GPUs, several machines").
 """
 
 import argparse
@@ -31,6 +33,8 @@ def parse_args(argv):
   p.add_argument("--num_workers", type=int, default=2, help="worker processes (>= 1)")
   p.add_argument("--timeout_s", type=float, default=0, help="stop every worker after this "
                  "many seconds and exit 124 (0: no limit)")
+  p.add_argument("--gpus_per_worker", type=int, default=-1, help="GPUs each worker sees (-1: "
+                 "the machine's GPUs shared out evenly; 0: none, CPU workers)")
   p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the training command")
   args = p.parse_args(argv)
   command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -56,11 +60,48 @@ def free_ports(n):
       s.close()
 
 
-def worker_environment(addresses, index):
-  """This process's environment with the TF_CONFIG of worker `index`."""
+def visible_gpus(environ=None):
+  """The GPU ids this process may use: CUDA_VISIBLE_DEVICES when set, else nvidia-smi's list
+  ([] without GPUs or without nvidia-smi)."""
+  environ = os.environ if environ is None else environ
+  if "CUDA_VISIBLE_DEVICES" in environ:
+    return [g.strip() for g in environ["CUDA_VISIBLE_DEVICES"].split(",")
+            if g.strip() and not g.strip().startswith("-")]
+  try:
+    listing = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=30).stdout.decode()
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def worker_gpus(gpus, num_workers, gpus_per_worker):
+  """Per worker, its CUDA_VISIBLE_DEVICES value (None: leave the environment as it is).
+
+  Raises:
+    ValueError: the GPUs cannot be shared out so (one line).
+  """
+  if gpus_per_worker == 0:
+    return ["-1"] * num_workers
+  if not gpus:
+    if gpus_per_worker > 0:
+      raise ValueError("--gpus_per_worker=%d but this machine shows no GPU" % gpus_per_worker)
+    return [None] * num_workers
+  per = gpus_per_worker if gpus_per_worker > 0 else len(gpus) // num_workers
+  if per < 1 or per * num_workers > len(gpus):
+    raise ValueError("%d workers cannot have %s GPU(s) each of the %d visible (%s): use fewer "
+                     "workers, --gpus_per_worker=0 for CPU workers, or another split"
+                     % (num_workers, per if per >= 1 else "one", len(gpus), ",".join(gpus)))
+  return [",".join(gpus[i * per:(i + 1) * per]) for i in range(num_workers)]
+
+
+def worker_environment(addresses, index, cuda_visible_devices=None):
+  """This process's environment with the TF_CONFIG of worker `index` (and its GPUs)."""
   env = dict(os.environ)
   env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
                                  "task": {"type": "worker", "index": index}})
+  if cuda_visible_devices is not None:
+    env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
   return env
 
 
@@ -84,11 +125,14 @@ def _end_with_launcher():
     pass
 
 
-def start_workers(command, num_workers):
+def start_workers(command, num_workers, gpus=None):
+  """Starts the workers (gpus: each one's CUDA_VISIBLE_DEVICES, or None)."""
   addresses = ["127.0.0.1:%d" % port for port in free_ports(num_workers)]
+  gpus = gpus or [None] * num_workers
   workers = []
   for i in range(num_workers):
-    process = subprocess.Popen(with_multi_worker(command), env=worker_environment(addresses, i),
+    process = subprocess.Popen(with_multi_worker(command),
+                               env=worker_environment(addresses, i, gpus[i]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, preexec_fn=_end_with_launcher)
     relay = threading.Thread(target=_relay, args=(process.stdout, b"[worker %d] " % i))
@@ -129,7 +173,12 @@ def wait_for_workers(workers, timeout_s):
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  workers = start_workers(args.command, args.num_workers)
+  try:
+    gpus = worker_gpus(visible_gpus(), args.num_workers, args.gpus_per_worker)
+  except ValueError as e:
+    print("launch_workers: error: %s" % e, file=sys.stderr)
+    return 2
+  workers = start_workers(args.command, args.num_workers, gpus)
   signal.signal(signal.SIGTERM, lambda *unused: sys.exit(143))
   code, why = 1, "stopped"
   try:

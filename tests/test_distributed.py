@@ -165,8 +165,9 @@ def test_a_cluster_restarted_after_kill_9_resumes_to_the_same_weights(world):
   assert "a worker exited with" in out, out[-2000:]
   assert not os.path.exists(os.path.join(str(resumed_dir), "train_results.json"))
   out = _run(command, num_workers=2)
-  assert re.search(r"\[worker 0\].*Resumed from .*model\.ckpt-(2|4) at step (2|4)", out), out[-3000:]
-  assert re.search(r"\[worker 1\].*Resumed from .*model\.ckpt-(2|4) at step (2|4)", out), out[-3000:]
+  for worker in (0, 1):
+    assert re.search(r"\[worker %d\].*Resumed from .*model\.ckpt-(2|4) at step (2|4)" % worker,
+                     out), out[-3000:]
   _assert_same_weights(full_dir, resumed_dir, atol=1e-6)
 
 
@@ -290,3 +291,166 @@ def test_ctrl_c_and_kill_9_of_the_launcher_end_its_workers(world):
   launcher.kill()  # SIGKILL: the launcher cannot stop anything itself
   launcher.wait()
   assert not _wait_gone(workers, 30), "workers outlived their launcher"
+
+
+def _start_workers(world, output_dirs, extra):
+  """Worker i of a len(output_dirs)-worker cluster on output_dirs[i], started by hand (no
+  launcher stops the others): returns the Popen objects (stderr piped)."""
+  from launch_workers import free_ports  # pylint: disable=g-import-not-at-top
+  addresses = ["127.0.0.1:%d" % p for p in free_ports(len(output_dirs))]
+  workers = []
+  for index, output_dir in enumerate(output_dirs):
+    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
+                                                 "task": {"type": "worker", "index": index}}))
+    workers.append(subprocess.Popen(_command(world, output_dir, ["--distribute=multi_worker"] +
+                                             extra), cwd=REPO_ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+  return workers, addresses
+
+
+def test_workers_that_restored_different_checkpoints_stop_with_one_line(world):
+  """Each worker resumes from the newest checkpoint of its own --output_dir; two directories
+  naming different steps must not train on as if they were one model."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  source, _ = _trained(world, "stage1_one", STAGE1)
+  dirs = []
+  for name, step in (("restore_a", 2), ("restore_b", 4)):
+    target = world["root"] / name
+    shutil.copytree(str(source), str(target), ignore=shutil.ignore_patterns("best", "events*"))
+    (target / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-%d"\n' % step)
+    dirs.append(target)
+  workers, _ = _start_workers(world, dirs, STAGE1 + ["--num_train_steps=8",
+                                                     "--step_timeout_s=60"])
+  for index, worker in enumerate(workers):
+    err = worker.communicate(timeout=TIMEOUT_S)[1].decode()
+    assert worker.returncode == 1, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: the workers do not hold the same model after restoring "
+                           "%s/model.ckpt-%d: worker %d is at global_step %d" % (
+                               dirs[index], 2 + 2 * index, index, 2 + 2 * index)), line
+  assert not os.path.exists(os.path.join(str(dirs[0]), "model.ckpt-8.index"))
+
+
+def test_a_worker_killed_mid_run_is_named_by_the_others(world):
+  workers, addresses = _start_workers(world, [world["root"] / "lost_a", world["root"] / "lost_b"],
+                                      ["--num_train_steps=100000", "--step_timeout_s=15"])
+  marker = world["root"] / "lost_a" / "model.ckpt-2.index"
+  deadline = time.time() + TIMEOUT_S
+  while not marker.exists():
+    assert time.time() < deadline and all(w.poll() is None for w in workers)
+    time.sleep(0.2)
+  workers[1].kill()
+  err = workers[0].communicate(timeout=120)[1].decode()
+  workers[1].communicate()
+  assert workers[0].returncode == 1, err[-2000:]
+  line = err.strip().splitlines()[-1]
+  assert re.match(r"error: worker 1 \(%s\) stopped answering during step \d+; this worker stops "
+                  r"too\." % re.escape(addresses[1]), line), line
+
+
+def test_a_worker_that_hangs_ends_the_step_after_the_step_timeout(world):
+  workers, _ = _start_workers(world, [world["root"] / "hung_a", world["root"] / "hung_b"],
+                              ["--num_train_steps=100000", "--step_timeout_s=10"])
+  marker = world["root"] / "hung_a" / "model.ckpt-2.index"
+  deadline = time.time() + TIMEOUT_S
+  while not marker.exists():
+    assert time.time() < deadline and all(w.poll() is None for w in workers)
+    time.sleep(0.2)
+  os.kill(workers[1].pid, signal.SIGSTOP)  # alive, answering connections, never stepping
+  try:
+    err = workers[0].communicate(timeout=120)[1].decode()
+  finally:
+    workers[1].kill()
+    workers[1].communicate()
+  assert workers[0].returncode == 1, err[-2000:]
+  line = err.strip().splitlines()[-1]
+  assert re.match(r"error: step \d+ of the cluster failed or waited more than 10 s "
+                  r"\(--step_timeout_s\) for the other workers, which still answer", line), line
+
+
+@pytest.mark.parametrize("gpus, num_workers, per_worker, expected", [
+    ([], 2, -1, [None, None]),  # no GPU: the workers run on the CPU as they are
+    (["0", "1"], 2, -1, ["0", "1"]),  # one GPU each, not every GPU each
+    (["0", "1", "2", "3"], 2, -1, ["0,1", "2,3"]),
+    (["4", "6"], 2, 1, ["4", "6"]),  # the ids CUDA_VISIBLE_DEVICES gave
+    (["0", "1", "2", "3"], 2, 1, ["0", "1"]),
+    (["0", "1"], 2, 0, ["-1", "-1"]),  # CPU workers
+])
+def test_launch_workers_gives_each_worker_its_own_gpus(gpus, num_workers, per_worker, expected):
+  from launch_workers import worker_gpus  # pylint: disable=g-import-not-at-top
+  assert worker_gpus(gpus, num_workers, per_worker) == expected
+
+
+@pytest.mark.parametrize("gpus, num_workers, per_worker, message", [
+    (["0"], 2, -1, "2 workers cannot have one GPU(s) each of the 1 visible (0)"),
+    (["0", "1"], 2, 2, "2 workers cannot have 2 GPU(s) each of the 2 visible (0,1)"),
+    ([], 2, 1, "--gpus_per_worker=1 but this machine shows no GPU"),
+])
+def test_launch_workers_refuses_a_gpu_split_that_cannot_be(gpus, num_workers, per_worker,
+                                                           message):
+  from launch_workers import worker_gpus  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError) as e:
+    worker_gpus(gpus, num_workers, per_worker)
+  assert str(e.value).startswith(message)
+
+
+def test_launch_workers_reads_the_gpus_it_may_use():
+  from launch_workers import visible_gpus  # pylint: disable=g-import-not-at-top
+  assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,5"}) == ["2", "5"]
+  assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+  assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_multi_worker_clusters_ask_for_nccl_between_gpus():
+  options = tf.distribute.experimental.CollectiveCommunication
+  assert distribute._communication(["gpu"]) == options.NCCL  # pylint: disable=protected-access
+  assert distribute._communication([]) == options.RING  # pylint: disable=protected-access
+  config = distribute.session_config(0, False)
+  assert config.gpu_options.allow_growth and config.allow_soft_placement
+
+
+def test_a_two_worker_checkpoint_is_resumed_by_one_process(world):
+  """The cluster's checkpoint is an ordinary one: a single process goes on from it as it goes on
+  from its own."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  resumed = {}
+  for name in ("stage1_two", "stage1_one"):
+    source, _ = _trained(world, name, STAGE1, num_workers=2 if name == "stage1_two" else 0)
+    target = world["root"] / (name + "_to_8")
+    shutil.copytree(str(source), str(target), ignore=shutil.ignore_patterns("events*"))
+    out = _run(_command(world, target, STAGE1 + ["--num_train_steps=8"]))
+    assert "Resumed from %s/model.ckpt-6 at step 6" % target in out
+    resumed[name] = target
+  a, b = _tensors(resumed["stage1_two"]), _tensors(resumed["stage1_one"])
+  assert int(a["global_step"]) == int(b["global_step"]) == 8
+  assert max(float(np.max(np.abs(a[n].astype(np.float64) - b[n]))) for n in a) <= 1e-6
+
+
+def test_each_worker_parses_only_its_rows_of_the_same_global_batches(tmp_path):
+  from theseus.training import input_pipeline  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  features = [{"input_ids": list(rng.randint(1, 99, size=rng.randint(3, 70))), "label_ids": [i],
+               "example_index": [i]} for i in range(200)]
+  path = str(tmp_path / "train.tfrecord")
+  keys = ["input_ids", "label_ids", "example_index"]
+  input_pipeline.write_feature_tfrecord(path, features, keys)
+
+  def batches(shard_index, num_shards):
+    with tf.Graph().as_default():
+      d = input_pipeline.make_dataset(path, keys, [], 8, True, seed=3, skip_batches=2,
+                                      shard_index=shard_index, num_shards=num_shards)
+      batch = tf.compat.v1.data.make_one_shot_iterator(d).get_next()
+      with tf.compat.v1.Session() as sess:
+        return [sess.run(batch) for _ in range(5)]
+
+  whole, first, second = batches(0, 1), batches(0, 2), batches(1, 2)
+  for w, a, b in zip(whole, first, second):
+    assert len(a["example_index"]) == len(b["example_index"]) == 4
+    np.testing.assert_array_equal(w["example_index"], np.concatenate([a["example_index"],
+                                                                      b["example_index"]]))
+    for part, rows in ((a, slice(0, 4)), (b, slice(4, 8))):
+      width = part["input_ids"].shape[1]  # padded to the longest of its own rows
+      np.testing.assert_array_equal(part["input_ids"], w["input_ids"][rows, :width])
+      np.testing.assert_array_equal(part["input_mask"], w["input_mask"][rows, :width])
+      assert part["input_mask"].sum() == sum(len(features[i]["input_ids"])
+                                             for i in part["example_index"][:, 0])
