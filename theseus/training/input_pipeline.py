@@ -103,6 +103,33 @@ def cached_features(cache_dir, name, key_parts, build_fn, int_keys, float_keys=(
   return path, len(features)
 
 
+def cached_features_with_metas(cache_dir, name, key_parts, convert, int_keys, float_keys,
+                               sort_by_length, with_metas):
+  """cached_features for features that come with python-side metas (windows, spans).
+
+  convert() -> (features, metas), deterministic; it runs when the cache is built or when
+  `with_metas` asks for the metas (which must then match the cached records one to one).
+  Returns (path, number of features, (features, metas) or None).
+  """
+  built = []
+
+  def features():
+    if not built:
+      built.append(convert())
+    return built[0][0]
+
+  if with_metas:
+    features()
+  path, n = cached_features(cache_dir, name, key_parts, features, int_keys, float_keys,
+                            sort_by_length=sort_by_length)
+  if not with_metas:
+    return path, n, None
+  if len(built[0][1]) != n:
+    raise TrainingError("feature cache %s holds %d features but the data gives %d; delete it"
+                        % (path, n, len(built[0][1])))
+  return path, n, built[0]
+
+
 def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, skip_batches=0,
                  bucket_boundaries=BUCKET_BOUNDARIES, shard_index=0, num_shards=1):
   """tf.data over a feature cache; batches padded to their longest sequence.

@@ -22,7 +22,6 @@ from theseus import files
 from theseus.config import declare
 from theseus.config.declare import setting
 from theseus.errors import InputDataError
-from theseus.errors import TrainingError
 from theseus.tasks import base
 from theseus.tasks.ner_mrc import decoding
 from theseus.tasks.ner_mrc import features as features_lib
@@ -209,27 +208,13 @@ class NerMrcRun(base.TaskRun):
            "max_seq_length": self.model.max_seq_length, "doc_stride": self.settings.doc_stride,
            "queries": json.dumps(self.queries, ensure_ascii=False),
            "features_version": features_lib.FEATURES_VERSION}
-    built = {}
-
-    def convert():
-      if "features" not in built:
-        built["features"], built["metas"] = features_lib.convert_sentences_to_features(
-            sentences, self.queries, self.tokenizer, self.model.max_seq_length,
-            self.settings.doc_stride)
-      return built["features"]
-
-    if with_metas:
-      convert()
     task = self.make_task()
-    path, n = input_pipeline.cached_features(self.data.cache_dir, name, key, convert,
-                                             task.int_keys, task.float_keys,
-                                             sort_by_length=sort_by_length)
-    if not with_metas:
-      return path, n, None
-    if len(built["metas"]) != n:
-      raise TrainingError("feature cache %s holds %d features but the data gives %d; delete it"
-                          % (path, n, len(built["metas"])))
-    return path, n, (built["features"], built["metas"])
+    return input_pipeline.cached_features_with_metas(
+        self.data.cache_dir, name, key,
+        lambda: features_lib.convert_sentences_to_features(
+            sentences, self.queries, self.tokenizer, self.model.max_seq_length,
+            self.settings.doc_stride),
+        task.int_keys, task.float_keys, sort_by_length, with_metas)
 
   def _feature_set(self, name, sentences):
     """A set with its FeatureMetas (for decoding): data = (sentences, features, metas)."""

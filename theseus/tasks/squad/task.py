@@ -164,30 +164,22 @@ class SquadRun(base.TaskRun):
            "max_seq_length": self.model.max_seq_length, "doc_stride": s.doc_stride,
            "max_query_length": s.max_query_length,
            "features_version": features_lib.FEATURES_VERSION}
-    built = {}
 
     def convert():
-      if "features" not in built:
-        built["features"], built["metas"] = features_lib.convert_examples_to_features(
-            examples, self.tokenizer, self.model.max_seq_length, s.doc_stride,
-            s.max_query_length)
-        if s.verbose_logging:
-          for meta in built["metas"][:5]:
-            logging.info("feature %d (question %s, window %d): %s", meta.feature_index,
-                         examples[meta.example_index].qas_id, meta.window_index,
-                         " ".join(meta.tokens))
-      return built["features"]
+      features, metas = features_lib.convert_examples_to_features(
+          examples, self.tokenizer, self.model.max_seq_length, s.doc_stride, s.max_query_length)
+      if s.verbose_logging:
+        for meta in metas[:5]:
+          logging.info("feature %d (question %s, window %d): %s", meta.feature_index,
+                       examples[meta.example_index].qas_id, meta.window_index,
+                       " ".join(meta.tokens))
+      return features, metas
 
-    if with_metas:
-      convert()
     task = self.make_task()
-    path, n = input_pipeline.cached_features(self.data.cache_dir, name, key, convert,
-                                             task.int_keys, task.float_keys,
-                                             sort_by_length=sort_by_length)
-    if with_metas and len(built["metas"]) != n:
-      raise TrainingError("feature cache %s holds %d features but the data gives %d; delete it"
-                          % (path, n, len(built["metas"])))
-    return path, n, built.get("metas") if with_metas else None
+    path, n, built = input_pipeline.cached_features_with_metas(
+        self.data.cache_dir, name, key, convert, task.int_keys, task.float_keys, sort_by_length,
+        with_metas)
+    return path, n, built[1] if built else None
 
   def _feature_set(self, name):
     examples = self.examples[name]
