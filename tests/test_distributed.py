@@ -253,9 +253,12 @@ def _start_launcher(world, name):
   their launcher's fate can end them); returns (launcher, worker pids, output lines)."""
   command = _command(world, world["root"] / name, [
       "--num_train_steps=100000", "--save_checkpoints_steps=100000", "--log_every_n_steps=100000"])
+  # As from a terminal: SIGINT at its default (pytest-xdist's workers ignore it, and children
+  # inherit an ignored signal).
   launcher = subprocess.Popen([sys.executable, "launch_workers.py", "--num_workers=2", "--"] +
                               command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   lines = []
   reader = threading.Thread(target=lambda: lines.extend(
       line.decode("utf-8", "replace") for line in iter(launcher.stdout.readline, b"")))
@@ -275,22 +278,35 @@ def _wait_gone(pids, seconds):
   return [p for p in pids if _alive(p)]
 
 
+def _kill_all(launcher, workers):
+  """Whatever a failed assertion left running."""
+  for pid in [launcher.pid] + workers:
+    if _alive(pid):
+      os.kill(pid, signal.SIGKILL)
+
+
 def test_ctrl_c_and_kill_9_of_the_launcher_end_its_workers(world):
   launcher, workers, lines = _start_launcher(world, "interrupted")
-  assert len(workers) == 2
-  launcher.send_signal(signal.SIGINT)
-  launcher.wait(timeout=60)
-  time.sleep(1)
-  out = "".join(lines)
-  assert launcher.returncode == 130, out[-2000:]
-  assert "launch_workers: interrupted; stopping the running workers" in out
-  assert "Traceback" not in out.split("launch_workers: interrupted")[1], out[-2000:]
-  assert not _wait_gone(workers, 30)
+  try:
+    assert len(workers) == 2
+    launcher.send_signal(signal.SIGINT)
+    launcher.wait(timeout=60)
+    time.sleep(1)
+    out = "".join(lines)
+    assert launcher.returncode == 130, out[-2000:]
+    assert "launch_workers: interrupted; stopping the running workers" in out
+    assert "Traceback" not in out.split("launch_workers: interrupted")[1], out[-2000:]
+    assert not _wait_gone(workers, 30)
+  finally:
+    _kill_all(launcher, workers)
   launcher, workers, _ = _start_launcher(world, "orphaned")
-  assert len(workers) == 2
-  launcher.kill()  # SIGKILL: the launcher cannot stop anything itself
-  launcher.wait()
-  assert not _wait_gone(workers, 30), "workers outlived their launcher"
+  try:
+    assert len(workers) == 2
+    launcher.kill()  # SIGKILL: the launcher cannot stop anything itself
+    launcher.wait()
+    assert not _wait_gone(workers, 30), "workers outlived their launcher"
+  finally:
+    _kill_all(launcher, workers)
 
 
 def _start_workers(world, output_dirs, extra):
@@ -331,17 +347,30 @@ def test_workers_that_restored_different_checkpoints_stop_with_one_line(world):
   assert not os.path.exists(os.path.join(str(dirs[0]), "model.ckpt-8.index"))
 
 
-def test_a_worker_killed_mid_run_is_named_by_the_others(world):
-  workers, addresses = _start_workers(world, [world["root"] / "lost_a", world["root"] / "lost_b"],
-                                      ["--num_train_steps=100000", "--step_timeout_s=15"])
-  marker = world["root"] / "lost_a" / "model.ckpt-2.index"
+def _wait_for_checkpoint(marker, workers):
+  """Until the chief wrote `marker`; fails with a worker's error if one ended before."""
   deadline = time.time() + TIMEOUT_S
   while not marker.exists():
-    assert time.time() < deadline and all(w.poll() is None for w in workers)
+    for index, worker in enumerate(workers):
+      if worker.poll() is not None:
+        raise AssertionError("worker %d ended (%d) before %s: %s" % (
+            index, worker.returncode, marker, worker.communicate()[1].decode()[-3000:]))
+    assert time.time() < deadline, "no %s after %d s" % (marker, TIMEOUT_S)
     time.sleep(0.2)
-  workers[1].kill()
-  err = workers[0].communicate(timeout=120)[1].decode()
-  workers[1].communicate()
+
+
+def test_a_worker_killed_mid_run_is_named_by_the_others(world):
+  workers, addresses = _start_workers(world, [world["root"] / "lost_a", world["root"] / "lost_b"],
+                                      ["--num_train_steps=100000", "--step_timeout_s=30"])
+  marker = world["root"] / "lost_a" / "model.ckpt-2.index"
+  try:
+    _wait_for_checkpoint(marker, workers)
+    workers[1].kill()
+    err = workers[0].communicate(timeout=120)[1].decode()
+  finally:
+    for worker in workers:
+      worker.kill()
+      worker.wait()
   assert workers[0].returncode == 1, err[-2000:]
   line = err.strip().splitlines()[-1]
   assert re.match(r"error: worker 1 \(%s\) stopped answering during step \d+; this worker stops "
@@ -350,21 +379,19 @@ def test_a_worker_killed_mid_run_is_named_by_the_others(world):
 
 def test_a_worker_that_hangs_ends_the_step_after_the_step_timeout(world):
   workers, _ = _start_workers(world, [world["root"] / "hung_a", world["root"] / "hung_b"],
-                              ["--num_train_steps=100000", "--step_timeout_s=10"])
+                              ["--num_train_steps=100000", "--step_timeout_s=30"])
   marker = world["root"] / "hung_a" / "model.ckpt-2.index"
-  deadline = time.time() + TIMEOUT_S
-  while not marker.exists():
-    assert time.time() < deadline and all(w.poll() is None for w in workers)
-    time.sleep(0.2)
-  os.kill(workers[1].pid, signal.SIGSTOP)  # alive, answering connections, never stepping
   try:
+    _wait_for_checkpoint(marker, workers)
+    os.kill(workers[1].pid, signal.SIGSTOP)  # alive, answering connections, never stepping
     err = workers[0].communicate(timeout=120)[1].decode()
   finally:
-    workers[1].kill()
-    workers[1].communicate()
+    for worker in workers:
+      worker.kill()
+      worker.wait()
   assert workers[0].returncode == 1, err[-2000:]
   line = err.strip().splitlines()[-1]
-  assert re.match(r"error: step \d+ of the cluster failed or waited more than 10 s "
+  assert re.match(r"error: step \d+ of the cluster failed or waited more than 30 s "
                   r"\(--step_timeout_s\) for the other workers, which still answer", line), line
 
 

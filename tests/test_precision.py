@@ -70,7 +70,9 @@ def test_fp16_overflow_skips_the_update_lowers_the_scale_and_training_goes_on():
       after = sess.run(watched)
       assert not np.array_equal(before[0], after[0])  # updates were applied once it fit
       assert all(np.all(np.isfinite(x)) for x in after)
-      assert min(scales) < 2.0 ** 16  # it came down to where fp16 gradients fit ...
+      # It came down to where fp16 gradients fit (2^15 or 2^16 for this model, by the CPU's fp16
+      # kernels: native AVX512-FP16 ones round otherwise) ...
+      assert min(scales) <= 2.0 ** 16
       # ... and, with a window of 3 clean updates, it was raised again at least once.
       assert any(b == 2 * a for a, b in zip(scales, scales[1:])), scales
 
