@@ -359,38 +359,33 @@ def _wait_for_checkpoint(marker, workers):
     time.sleep(0.2)
 
 
-def test_a_worker_killed_mid_run_is_named_by_the_others(world):
-  workers, addresses = _start_workers(world, [world["root"] / "lost_a", world["root"] / "lost_b"],
+def _chief_error_after(world, name, fault):
+  """Starts a 2-worker cluster on a long run, applies fault(worker 1's Popen) once the chief
+  saved a checkpoint, and returns (the chief's last stderr line, the workers' addresses)."""
+  workers, addresses = _start_workers(world, [world["root"] / (name + "_a"),
+                                              world["root"] / (name + "_b")],
                                       ["--num_train_steps=100000", "--step_timeout_s=30"])
-  marker = world["root"] / "lost_a" / "model.ckpt-2.index"
   try:
-    _wait_for_checkpoint(marker, workers)
-    workers[1].kill()
+    _wait_for_checkpoint(world["root"] / (name + "_a") / "model.ckpt-2.index", workers)
+    fault(workers[1])
     err = workers[0].communicate(timeout=120)[1].decode()
   finally:
     for worker in workers:
       worker.kill()
       worker.wait()
   assert workers[0].returncode == 1, err[-2000:]
-  line = err.strip().splitlines()[-1]
+  return err.strip().splitlines()[-1], addresses
+
+
+def test_a_worker_killed_mid_run_is_named_by_the_others(world):
+  line, addresses = _chief_error_after(world, "lost", lambda worker: worker.kill())
   assert re.match(r"error: worker 1 \(%s\) stopped answering during step \d+; this worker stops "
                   r"too\." % re.escape(addresses[1]), line), line
 
 
 def test_a_worker_that_hangs_ends_the_step_after_the_step_timeout(world):
-  workers, _ = _start_workers(world, [world["root"] / "hung_a", world["root"] / "hung_b"],
-                              ["--num_train_steps=100000", "--step_timeout_s=30"])
-  marker = world["root"] / "hung_a" / "model.ckpt-2.index"
-  try:
-    _wait_for_checkpoint(marker, workers)
-    os.kill(workers[1].pid, signal.SIGSTOP)  # alive, answering connections, never stepping
-    err = workers[0].communicate(timeout=120)[1].decode()
-  finally:
-    for worker in workers:
-      worker.kill()
-      worker.wait()
-  assert workers[0].returncode == 1, err[-2000:]
-  line = err.strip().splitlines()[-1]
+  # SIGSTOP: alive, answering connections, never stepping.
+  line, _ = _chief_error_after(world, "hung", lambda worker: os.kill(worker.pid, signal.SIGSTOP))
   assert re.match(r"error: step \d+ of the cluster failed or waited more than 30 s "
                   r"\(--step_timeout_s\) for the other workers, which still answer", line), line
 
