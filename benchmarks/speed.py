@@ -199,7 +199,7 @@ def pad_batches(sequences, batch_size):
 def _tf_session_config(threads):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   config = tf.compat.v1.ConfigProto()
-  if threads:  # as theseus/training/distribute.session_config does
+  if threads:
     config.intra_op_parallelism_threads = threads
     config.inter_op_parallelism_threads = threads
   config.gpu_options.allow_growth = True  # several worker processes share one GPU
@@ -427,7 +427,9 @@ class TFTrainRunner(object):
       self.num_graph_params = modeling.count_parameters(tf1.trainable_variables())
       init = tf1.global_variables_initializer()
       local_init = tf1.local_variables_initializer()
-    self.sess = tf1.Session(graph=self.graph, config=_tf_session_config(spec["threads"]))
+    # The trainer's own session settings (threads, graph optimizer passes).
+    self.sess = tf1.Session(graph=self.graph,
+                            config=distribute.session_config(spec["threads"], False))
     self.sess.run([init, local_init])
     ids, mask, segments = spec["batch"]
     labels = (np.arange(ids.shape[0]) % 2).astype(np.int32)[:, None]
