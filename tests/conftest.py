@@ -73,3 +73,17 @@ def read_task_run(task_run_class, settings, sets):
   bert_config, _ = runner.check(settings, task_run)
   task_run.read_data(checks.make_tokenizer(settings.model), sets)
   return task_run, bert_config
+
+
+def assign_variables(sess, values):
+  """Gives each variable of {variable: numpy value} its value in one session run (a run per
+  variable would make the session prepare a new graph each time)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf1 = tf.compat.v1
+  feeds, assigns = {}, []
+  with sess.graph.as_default():
+    for var, value in values.items():
+      placeholder = tf1.placeholder(var.dtype.base_dtype, var.shape)
+      assigns.append(tf1.assign(var, placeholder))
+      feeds[placeholder] = value
+  sess.run(assigns, feeds)

@@ -24,7 +24,7 @@ import tensorflow.compat.v1 as tf
 
 tf.disable_v2_behavior()
 
-from conftest import REPO_ROOT  # noqa: E402  pylint: disable=g-import-not-at-top
+from conftest import REPO_ROOT, assign_variables  # noqa: E402  pylint: disable=g-import-not-at-top
 from theseus.export import serving  # noqa: E402  pylint: disable=g-import-not-at-top
 import modeling_theseus as modeling  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -133,10 +133,9 @@ def test_every_export_builds_and_loads_in_google_modeling():
 def _copy_scope(sess, source_scope, target_scope):
   """Gives every variable under target_scope/ the value of its namesake under source_scope/."""
   by_name = {v.op.name: v for v in tf.global_variables()}
-  for name, var in by_name.items():
-    if name.startswith(target_scope + "/"):
-      source = by_name[source_scope + name[len(target_scope):]]
-      var.load(sess.run(source), sess)
+  targets = [var for name, var in by_name.items() if name.startswith(target_scope + "/")]
+  sources = sess.run([by_name[source_scope + v.op.name[len(target_scope):]] for v in targets])
+  assign_variables(sess, dict(zip(targets, sources)))
 
 
 def test_googles_helper_functions_match_google():
@@ -170,9 +169,10 @@ def test_googles_helper_functions_match_google():
                 if v.op.name.startswith("google/")])
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
-      for var in tf.global_variables():
-        if var.op.name.startswith("google/") and "LayerNorm" in var.op.name:
-          var.load(sess.run(var) + rng.normal(0, 0.2, var.shape.as_list()), sess)
+      norms = [var for var in tf.global_variables()
+               if var.op.name.startswith("google/") and "LayerNorm" in var.op.name]
+      assign_variables(sess, {var: value + rng.normal(0, 0.2, value.shape)
+                              for var, value in zip(norms, sess.run(norms))})
       _copy_scope(sess, "google", "ours")
       google, ours = sess.run([results["google"], results["ours"]])
   # float32 rounding, relative to the output's scale: with weights at initializer_range 0.5 the

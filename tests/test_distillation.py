@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import assign_variables
 from test_classifier_e2e import make_task_dir
 
 tf1 = tf.compat.v1
@@ -335,10 +336,10 @@ def _session_with_copied_successors(perturb):
   sess.run(tf1.global_variables_initializer())
   by_name = {v.op.name: v for v in tf1.global_variables()}
   rng = np.random.RandomState(1)
-  for name, var in by_name.items():
-    if "/suc_layer_" in name:
-      source = sess.run(by_name[name.replace("suc_layer_", "layer_")])
-      var.load(source + perturb * rng.normal(size=source.shape), sess)
+  successors = [var for name, var in sorted(by_name.items()) if "/suc_layer_" in name]
+  sources = sess.run([by_name[v.op.name.replace("suc_layer_", "layer_")] for v in successors])
+  assign_variables(sess, {var: source + perturb * rng.normal(size=source.shape)
+                          for var, source in zip(successors, sources)})
   return sess
 
 

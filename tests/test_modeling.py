@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import modeling_theseus as modeling
+from conftest import assign_variables
 
 tf1 = tf.compat.v1
 # THESEUS_TF1_MODE=1 (set by test_tf1_mode.py for a subprocess): classic TF1 mode, control flow
@@ -170,11 +171,11 @@ def _perturbed_successor(theseus, seed=3):
   """Gives the successor modules weights different from every predecessor layer."""
   rng = np.random.RandomState(seed)
   with theseus.graph.as_default():
-    for var in tf1.global_variables():
-      if "/suc_layer_" in var.op.name:
-        shape = var.shape.as_list()
-        value = rng.normal(0, 0.3, size=shape).astype(np.float32) + var.eval(theseus.sess)
-        theseus.sess.run(var.assign(value))
+    successors = [v for v in tf1.global_variables() if "/suc_layer_" in v.op.name]
+  current = theseus.sess.run(successors)
+  assign_variables(theseus.sess, {
+      var: rng.normal(0, 0.3, size=value.shape).astype(np.float32) + value
+      for var, value in zip(successors, current)})
 
 
 def test_theseus_equals_predecessor_at_p0_and_successor_at_p1(tmp_path):
@@ -418,7 +419,7 @@ def test_stage1_assignment_map_rules(tmp_path, rule, source):
   predecessor = Graph(config, is_training=False)
   predecessor.sess.run(predecessor.init)
   ckpt = predecessor.saver.save(predecessor.sess, str(tmp_path / "pred.ckpt"))
-  pred_values = {n: v.eval(predecessor.sess) for n, v in predecessor.values().items()}
+  pred_values = predecessor.sess.run(predecessor.values())
 
   theseus = Graph(config, is_training=True, suc_layers=2)
   with theseus.graph.as_default():
@@ -429,7 +430,7 @@ def test_stage1_assignment_map_rules(tmp_path, rule, source):
     modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), ckpt, suc_init=rule)
     init = tf1.global_variables_initializer()
   theseus.sess.run(init)
-  values = {n: v.eval(theseus.sess) for n, v in theseus.values().items()}
+  values = theseus.sess.run(theseus.values())
   assert all(n in initialized for n in values)
   for j in range(2):
     src = source(j, 2)
@@ -445,7 +446,7 @@ def test_stage2_init_from_stage1_and_from_exported_successor(tmp_path):
   theseus = Graph(config, is_training=True, suc_layers=2, seed=5)
   theseus.sess.run(theseus.init)
   ckpt = theseus.saver.save(theseus.sess, str(tmp_path / "stage1.ckpt"))
-  stage1 = {n: v.eval(theseus.sess) for n, v in theseus.values().items()}
+  stage1 = theseus.sess.run(theseus.values())
 
   stage2 = Graph(config, is_training=True, suc_layers=2, finetune_suc=True, seed=9)
   with stage2.graph.as_default():
@@ -455,8 +456,8 @@ def test_stage2_init_from_stage1_and_from_exported_successor(tmp_path):
     modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), ckpt)
     init = tf1.global_variables_initializer()
   stage2.sess.run(init)
-  for name, var in stage2.values().items():
-    np.testing.assert_array_equal(var.eval(stage2.sess), stage1[name])
+  for name, value in stage2.sess.run(stage2.values()).items():
+    np.testing.assert_array_equal(value, stage1[name])
 
   # An exported successor: plain layer_0 .. layer_{n-1} names.
   exported = {}
@@ -475,8 +476,8 @@ def test_stage2_init_from_stage1_and_from_exported_successor(tmp_path):
     modeling.init_from_checkpoint_for_theseus(tf1.global_variables(), export_ckpt)
     init = tf1.global_variables_initializer()
   successor.sess.run(init)
-  for name, var in successor.values().items():
-    np.testing.assert_array_equal(var.eval(successor.sess), stage1[name])
+  for name, value in successor.sess.run(successor.values()).items():
+    np.testing.assert_array_equal(value, stage1[name])
 
 
 def test_checkpoint_shape_mismatch_is_reported(tmp_path):

@@ -117,8 +117,9 @@ def _inference_values(bert_config, task, stage, suc_init, checkpoint):
         logging.warning("%s lacks %d exported variables, left to their initializers (the export "
                         "records them; predict.py refuses such an export unless told): %s",
                         checkpoint, len(missing), ", ".join(missing))
+      values = sess.run(model_vars)  # one run: a run per variable would optimise a graph each
       return collections.OrderedDict(
-          (names.exported_name(v.op.name), sess.run(v)) for v in model_vars), sorted(
+          (names.exported_name(v.op.name), value) for v, value in zip(model_vars, values)), sorted(
               names.exported_name(n) for n in missing)
 
 
