@@ -1,7 +1,8 @@
 """End-to-end tests of run_classifier.py on real slices of MRPC and SST-2 (tiny model).
 
-Every stage through the real command line: fine-tune predecessor -> stage 1 -> stage 2 -> eval ->
-predict -> export -> reload the export as a plain BERT; plus resume, and the bucketed pipeline.
+Every stage through the real command line on MRPC: fine-tune predecessor -> stage 1 -> stage 2 ->
+eval -> predict -> export -> reload the export as a plain BERT; SST-2 through one run; plus
+resume, and the bucketed pipeline.
 """
 
 import csv
@@ -75,8 +76,26 @@ def read_json(path):
     return json.load(f)
 
 
-@pytest.mark.parametrize("task", ["mrpc", "sst-2"])
-def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model, task):
+def test_single_sentence_task_trains_evaluates_and_predicts(shared_data_dir, tmp_path,
+                                                            tiny_model):
+  """SST-2 (one sentence per example) through one run; its stages, export and serving are
+  the pair task's below and test_serving.py's."""
+  config, vocab = tiny_model
+  out = str(tmp_path / "run")
+  run_cli(["--task_name=sst-2", "--data_dir=" + make_task_dir(shared_data_dir, tmp_path, "sst-2"),
+           "--vocab_file=" + vocab, "--bert_config_file=" + config, "--output_dir=" + out,
+           "--max_seq_length=64", "--train_batch_size=8", "--eval_batch_size=16",
+           "--predict_batch_size=16", "--num_train_steps=2", "--learning_rate=1e-3",
+           "--do_train", "--do_eval", "--do_predict"])
+  assert read_json(os.path.join(out, "eval_results.json"))["eval_examples"] == 40
+  with open(os.path.join(out, "test_results.tsv")) as f:
+    rows = list(csv.reader(f, delimiter="\t"))
+  assert len(rows) == 24 and all(len(r) == 2 for r in rows)
+  assert len(read_json(os.path.join(out, "test_results.json"))) == 24
+
+
+def test_every_stage_then_reload_export(shared_data_dir, tmp_path, tiny_model):
+  task = "mrpc"
   config, vocab = tiny_model
   data_dir = make_task_dir(shared_data_dir, tmp_path, task)
   common = ["--task_name=" + task, "--data_dir=" + data_dir, "--vocab_file=" + vocab,
