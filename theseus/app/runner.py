@@ -185,5 +185,4 @@ def absl_main(task_run_class, flag_values):
   if not settings.actions.tf_verbose:
     cli.quiet_tensorflow_python_logs()
   cli.run_main(lambda argv: run(settings, make_task_run(task_run_class, settings)), None)
-  if settings.scale.distribute == "multi_worker":
-    cli.exit_now(0)  # TensorFlow's teardown would wait on the cluster's server
+  cli.exit_now(0)
