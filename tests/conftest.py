@@ -7,6 +7,7 @@ import pytest
 
 # As the command lines do (cli.prepare_process), before any test imports TensorFlow.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:

@@ -7,6 +7,8 @@ because TensorFlow reads its settings once, at import:
 * TF_ENABLE_ONEDNN_OPTS=1 (unless set): oneDNN kernels. TensorFlow 2.21 leaves them off on CPUs
   without AVX-512; on the AVX2 machines the project is measured on they make training and
   inference about 1.3-1.6x faster (BENCHMARKS.md). TF_ENABLE_ONEDNN_OPTS=0 opts out.
+* TF_USE_LEGACY_KERAS=1 (unless set): the project uses no Keras, and without a tf_keras package
+  TensorFlow then skips importing Keras 3 at start-up (1.5 s of every run).
 * --xla on the command line: TF_XLA_FLAGS gets --tf_xla_cpu_global_jit, without which
   TensorFlow does not cluster CPU graphs for XLA (on GPUs --xla alone does).
 * TensorFlow's C++ start-up and runtime messages (CUDA probing, oneDNN notices, CPU-feature hints,
@@ -78,6 +80,7 @@ def wants_tensorflow_messages(argv):
 def prepare_process(argv):
   """Sets up a run script's process before TensorFlow is imported (see the module docstring)."""
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   if bool_flag_on(argv, XLA_FLAG):
     os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") +
                                   " --tf_xla_cpu_global_jit").strip()
