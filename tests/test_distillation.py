@@ -119,13 +119,14 @@ def test_alpha_zero_is_the_plain_run_and_distillation_changes_training(world):
   zero = _tensors(_train(world, "alpha0", kd_alpha=0.0, kd_temperature=2.0, **stage1))
   assert sorted(plain) == sorted(zero)
   assert all(np.array_equal(plain[n], zero[n]) for n in plain)
-  for name, kd in (("soft", dict(kd_alpha=0.5, kd_temperature=2.0)),
-                   ("hidden", dict(kd_hidden_weight=1.0)),
-                   ("module", dict(kd_module_weight=1.0, kd_module_attention_weight=0.5)),
-                   ("matches", dict(kd_matches=("3:1:hidden:cosine:1",
-                                                "1:0:attention:attention_kl:0.5",
-                                                "1:0:value_relation:kl:0.5"),
-                                    kd_weight_schedule="linear_decay"))):
+  # The module losses alone; every other kind at once (soft labels, hidden matching and the
+  # listed matches; test_the_teacher_is_frozen trains with soft labels and hidden matching).
+  for name, kd in (("module", dict(kd_module_weight=1.0, kd_module_attention_weight=0.5)),
+                   ("taught", dict(kd_alpha=0.5, kd_temperature=2.0, kd_hidden_weight=1.0,
+                                   kd_matches=("3:1:hidden:cosine:1",
+                                               "1:0:attention:attention_kl:0.5",
+                                               "1:0:value_relation:kl:0.5"),
+                                   kd_weight_schedule="linear_decay"))):
     taught = _tensors(_train(world, name, **dict(stage1, **kd)))
     assert sorted(taught) == sorted(plain)  # the teacher is not saved with the run
     changed = [n for n in plain if not np.array_equal(plain[n], taught[n])]
@@ -192,8 +193,8 @@ def test_the_teacher_is_frozen_and_gets_no_gradient(world):
     sess.run(g.init_ops)
     for _ in range(3):
       sess.run(g.fetches)  # three updates with soft labels and hidden matching
-    for var in teacher_vars:
-      np.testing.assert_array_equal(sess.run(var), expected[var.op.name[len("teacher/"):]])
+    for var, value in zip(teacher_vars, sess.run(teacher_vars)):
+      np.testing.assert_array_equal(value, expected[var.op.name[len("teacher/"):]])
   # No gradient reaches the teacher (in a graph of its own: the training one is finalized).
   from theseus.tasks import base  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():

@@ -34,7 +34,7 @@ MODES = {
 }
 # Every mode with the classifier head; the other heads in the modes that differ for them.
 CASES = [("classifier", mode) for mode in sorted(MODES)] + [
-    ("squad", "stage1_distilled_bf16"), ("squad", "stage2_fp16"),
+    ("squad", "stage1_distilled_bf16"),
     ("ner_mrc", "stage1_accumulation_fp16")]
 
 
