@@ -170,7 +170,7 @@ def session_config(num_threads, xla):
   scope names runs on the CPU instead of failing the run; tests/test_placement.py keeps the
   training graphs free of such ops), and one pass of the graph optimizer."""
   config = tf1.ConfigProto(allow_soft_placement=True)
-  # Grappler's second pass over a training graph finds nothing the first did not (it removes
+  # Grappler's second pass over a training graph finds little the first did not (it removes
   # a few dozen duplicate constants) and costs about a second per graph a run starts.
   config.graph_options.rewrite_options.meta_optimizer_iterations = (
       rewriter_config_pb2.RewriterConfig.ONE)
