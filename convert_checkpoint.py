@@ -116,7 +116,6 @@ def main(argv):
         FLAGS.output_dir, FLAGS.force, FLAGS.export_dir)
 
   cli.run_main(convert_with_flags, argv)
-  cli.exit_now(0)
 
 
 if __name__ == "__main__":

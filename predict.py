@@ -149,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: (cli.run_main(main, argv), cli.exit_now(0)))
+  app.run(lambda argv: cli.run_main(main, argv))

@@ -20,7 +20,8 @@ because TensorFlow reads its settings once, at import:
   line turns all of this off.
 
 `quiet_tensorflow_python_logs` hides TensorFlow's Python-side deprecation warnings, and
-`run_main` turns the project's errors into one `error:` line and an exit code.
+`run_main` turns the project's errors into one `error:` line and an exit code, and ends the
+process without the interpreter's teardown (`exit_now`).
 """
 
 import atexit
@@ -140,17 +141,15 @@ def _is_tensorflow_error(e):
 
 def _exit_with(message, code):
   sys.stderr.write("error: %s\n" % message)
-  close_stderr_filter()
-  os._exit(code)  # pylint: disable=protected-access
+  exit_now(code)
 
 
 def exit_now(code=0):
   """Runs the exit handlers, flushes the output and ends the process without the interpreter's
   teardown.
 
-  Every script ends so once its work is done: tearing down TensorFlow's modules takes more than
-  a second, and with a tf.distribute.Server target (a multi-worker run) Session.close() does not
-  return at all.
+  run_main ends every script so: tearing down TensorFlow's modules takes more than a second,
+  and with a tf.distribute.Server target (a multi-worker run) Session.close() does not return.
   """
   run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
   if run_exit_handlers is not None:
@@ -162,14 +161,16 @@ def exit_now(code=0):
 
 
 def run_main(main_fn, argv):
-  """Runs main_fn(argv); bad input and faults become one line on stderr and exit code 2 / 1.
+  """Runs main_fn(argv), then ends the process (exit_now); bad input and faults become one line
+  on stderr and exit code 2 / 1.
 
   InputDataError exits 2, TrainingError 1; any other failed read or write (OSError,
   tf.errors.OpError, e.g. a full disk during export) prints its traceback for a bug report, then
-  the one line that says what went wrong, and exits 1.
+  the one line that says what went wrong, and exits 1. Any other exception (a bug) propagates.
   """
   try:
     main_fn(argv)
+    exit_now(0)
   except errors.InputDataError as e:
     _exit_with(e, 2)
   except errors.TrainingError as e:

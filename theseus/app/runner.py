@@ -185,4 +185,3 @@ def absl_main(task_run_class, flag_values):
   if not settings.actions.tf_verbose:
     cli.quiet_tensorflow_python_logs()
   cli.run_main(lambda argv: run(settings, make_task_run(task_run_class, settings)), None)
-  cli.exit_now(0)
