@@ -10,10 +10,10 @@ real uncased vocab, through every stage:
 
 MSRA (Chinese, char-level BIO, focal loss) goes through one plain run with eval + predict +
 export: its format is what it adds, the stages are the same code. The two run side by side (one
-TensorFlow thread each). The checks: files are written,
-metrics are present and in range, the predictions file holds the input's sentences and tokens in
-the input's format, the export is a plain 2-layer BERT + head, and the SavedModel's start/end
-probabilities equal the script's for the same inputs.
+TensorFlow thread each). The checks: files are written, metrics are present and in range, the
+predictions file holds the input's sentences and tokens in the input's format, the export is a
+plain BERT + head (2 layers after the stages, 4 from MSRA's run), and the SavedModel's
+start/end probabilities equal the script's for the same inputs.
 """
 
 import glob
@@ -114,7 +114,7 @@ def _chain(name, root, vocab_file, config_file):
   if name == "msra":  # one plain run; its outputs where the other chain's stage 2 has them
     _run_cli(common + ["--output_dir=" + dirs["stage2"], "--do_train", "--loss=focal",
                        "--focal_gamma=2"] + outputs, log)
-    return dirs
+    return {"stage2": dirs["stage2"]}
   _run_cli(common + ["--output_dir=" + dirs["pred"], "--do_train", "--do_eval",
                      "--evaluate_during_training"], log)
   _run_cli(common + ["--output_dir=" + dirs["stage1"], "--do_train", "--suc_layers=2",
