@@ -733,7 +733,7 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(world, tmp_path):
   out = str(tmp_path / "out")
-  proc = run_cli(base_args(world, out, learning_rate=1e30, clip_norm=0, warmup_proportion=0,
+  proc = run_cli(base_args(world, out, learning_rate=1e20, clip_norm=0, warmup_proportion=0,
                            num_train_steps=20, save_checkpoints_steps=1, log_every_n_steps=1))
   line = last_error_line(proc, 1)
   m = re.match(r"error: (?:loss is (?:nan|inf|-inf) at step (\d+)|weights are NaN / Inf after "

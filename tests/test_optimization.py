@@ -202,3 +202,45 @@ def test_the_google_style_faces_update_as_the_trainer_does(tmp_path, suc_layers,
   for name in compared:
     np.testing.assert_allclose(by_face[name], by_trainer[name], rtol=1e-5, atol=1e-7,
                                err_msg=name)
+
+
+def _adam_weight_decay_by_hand(var, grads, lr, rate, beta_1=0.9, beta_2=0.999, epsilon=1e-6):
+  """google-research/bert's AdamWeightDecay in float64 numpy: (var, m, v) after `grads`."""
+  var, m, v = var.astype(np.float64), np.zeros_like(var, np.float64), np.zeros_like(var, np.float64)
+  for grad in grads:
+    m = beta_1 * m + (1 - beta_1) * grad
+    v = beta_2 * v + (1 - beta_2) * grad ** 2
+    var = var - lr * (m / (np.sqrt(v) + epsilon) + rate * var)
+  return var, m, v
+
+
+@pytest.mark.parametrize("apply_update", [None, True])
+def test_adam_weight_decay_steps_equal_a_hand_computation(apply_update):
+  """Three steps of the optimizer's update (the fused kernel; the element-wise ops when an fp16
+  update may be skipped) on a decayed and an excluded variable equal numpy's."""
+  from theseus.training import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  start = {"w": rng.randn(3, 4).astype(np.float32), "LayerNorm/beta": rng.randn(4).astype(
+      np.float32)}
+  grads = {name: [rng.randn(*value.shape).astype(np.float32) for _ in range(3)]
+           for name, value in start.items()}
+  with tf.Graph().as_default():
+    opt = optimizer_lib.AdamWeightDecayOptimizer(0.1, weight_decay_rate=0.2,
+                                                 exclude_from_weight_decay=["LayerNorm"])
+    variables = {name: tf1.get_variable(name, initializer=value, use_resource=True)
+                 for name, value in start.items()}
+    opt.create_slots(list(variables.values()))
+    feeds = {name: tf1.placeholder(tf.float32, value.shape) for name, value in start.items()}
+    flag = None if apply_update is None else tf.constant(apply_update)
+    step = tf.group([opt.update_variable(var, feeds[name], *opt.slots(var), apply_update=flag)
+                     for name, var in variables.items()])
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for i in range(3):
+        sess.run(step, {feeds[name]: grads[name][i] for name in start})
+      got = sess.run({name: (var,) + opt.slots(var) for name, var in variables.items()})
+  for name in start:
+    want = _adam_weight_decay_by_hand(start[name], grads[name], 0.1,
+                                      0.0 if "LayerNorm" in name else 0.2)
+    for got_value, want_value in zip(got[name], want):
+      np.testing.assert_allclose(got_value, want_value, rtol=1e-5, atol=1e-6, err_msg=name)

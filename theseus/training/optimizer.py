@@ -135,6 +135,8 @@ class AdamWeightDecayOptimizer(object):
     update skipped for an overflowed fp16 gradient).
     """
     grad = tf.convert_to_tensor(grad)
+    if apply_update is None and _is_float32_resource(var, m, v):
+      return self._fused_update(var, grad, m, v)
     next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
     next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
     update = next_m / (tf.sqrt(next_v) + self.epsilon)
@@ -146,3 +148,29 @@ class AdamWeightDecayOptimizer(object):
       next_m = tf.where(apply_update, next_m, m)
       next_v = tf.where(apply_update, next_v, v)
     return tf.group(var.assign(next_var), m.assign(next_m), v.assign(next_v))
+
+  def _fused_update(self, var, grad, m, v):
+    """update_variable's step as TensorFlow's fused Adam kernel: one pass over var, m and v
+    instead of a dozen element-wise ops each allocating a tensor of var's size.
+
+    The kernel's bias correction is switched off (beta powers 0, so its step size is the
+    learning rate); the decoupled weight decay, var -= lr * rate * var, runs first, on the
+    value Adam's step then starts from: var - lr * (adam + rate * var) as above.
+    """
+    learning_rate = tf.cast(self.learning_rate, tf.float32)
+    before = []
+    if self._use_weight_decay(var.op.name):
+      before.append(var.assign_sub(learning_rate * self.weight_decay_rate * var.read_value(),
+                                   read_value=False))
+    no_bias_correction = tf.constant(0.0)
+    with tf.control_dependencies(before):
+      return tf.raw_ops.ResourceApplyAdam(
+          var=var.handle, m=m.handle, v=v.handle, beta1_power=no_bias_correction,
+          beta2_power=no_bias_correction, lr=learning_rate, beta1=tf.constant(self.beta_1),
+          beta2=tf.constant(self.beta_2), epsilon=tf.constant(self.epsilon), grad=grad)
+
+
+def _is_float32_resource(*variables):
+  """Whether the fused kernel can update `variables`: float32 resource variables."""
+  return all(getattr(x, "handle", None) is not None and x.dtype.base_dtype == tf.float32
+             for x in variables)
