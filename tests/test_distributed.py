@@ -364,7 +364,7 @@ def _chief_error_after(world, name, fault):
   saved a checkpoint, and returns (the chief's last stderr line, the workers' addresses)."""
   workers, addresses = _start_workers(world, [world["root"] / (name + "_a"),
                                               world["root"] / (name + "_b")],
-                                      ["--num_train_steps=100000", "--step_timeout_s=30"])
+                                      ["--num_train_steps=100000", "--step_timeout_s=20"])
   try:
     _wait_for_checkpoint(world["root"] / (name + "_a") / "model.ckpt-2.index", workers)
     fault(workers[1])
@@ -386,7 +386,7 @@ def test_a_worker_killed_mid_run_is_named_by_the_others(world):
 def test_a_worker_that_hangs_ends_the_step_after_the_step_timeout(world):
   # SIGSTOP: alive, answering connections, never stepping.
   line, _ = _chief_error_after(world, "hung", lambda worker: os.kill(worker.pid, signal.SIGSTOP))
-  assert re.match(r"error: step \d+ of the cluster failed or waited more than 30 s "
+  assert re.match(r"error: step \d+ of the cluster failed or waited more than 20 s "
                   r"\(--step_timeout_s\) for the other workers, which still answer", line), line
 
 

@@ -158,13 +158,13 @@ def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, sk
 
   d = tf.data.TFRecordDataset(path)
   if not is_training:
-    d = d.map(lambda record: dense(tf.io.parse_example(record[None], spec)),
+    d = d.map(_as_graph(lambda record: dense(tf.io.parse_example(record[None], spec))),
               num_parallel_calls=2, deterministic=True)
     return d.unbatch().padded_batch(batch_size).prefetch(2)
   length_spec = {LENGTH_KEY: tf.io.FixedLenFeature([], tf.int64)}
   d = d.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
-  d = d.map(lambda record: {"record": record, "length": tf.io.parse_single_example(
-      record, length_spec)[LENGTH_KEY]}, num_parallel_calls=2, deterministic=True)
+  d = d.map(_as_graph(lambda record: {"record": record, "length": tf.io.parse_single_example(
+      record, length_spec)[LENGTH_KEY]}), num_parallel_calls=2, deterministic=True)
   boundaries = list(bucket_boundaries)
   d = d.bucket_by_sequence_length(
       lambda x: tf.cast(x["length"], tf.int32), bucket_boundaries=boundaries,
@@ -177,4 +177,10 @@ def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, sk
     records = batch["record"][shard_index * rows:(shard_index + 1) * rows]
     return dense(tf.io.parse_example(records, spec))
 
-  return d.map(parse_share, num_parallel_calls=2, deterministic=True).prefetch(2)
+  return d.map(_as_graph(parse_share), num_parallel_calls=2, deterministic=True).prefetch(2)
+
+
+def _as_graph(fn):
+  """`fn` traced as it is: it has no Python control flow for AutoGraph to rewrite, and the
+  rewrite (parsing and transforming its source) costs about half a second per process."""
+  return tf.autograph.experimental.do_not_convert(fn)
