@@ -155,13 +155,17 @@ class AdamWeightDecayOptimizer(object):
 
     The kernel's bias correction is switched off (beta powers 0, so its step size is the
     learning rate); the decoupled weight decay, var -= lr * rate * var, runs first, on the
-    value Adam's step then starts from: var - lr * (adam + rate * var) as above.
+    value Adam's step then starts from: var - lr * (adam + rate * var) as above, once the
+    gradient exists, as the element-wise path's assignment is.
     """
     learning_rate = tf.cast(self.learning_rate, tf.float32)
-    before = []
+    before = [grad]
     if self._use_weight_decay(var.op.name):
-      before.append(var.assign_sub(learning_rate * self.weight_decay_rate * var.read_value(),
-                                   read_value=False))
+      # Not before the gradient: the step's other readers of var (the backward pass) would see
+      # the decayed value, depending on thread timing.
+      with tf.control_dependencies([grad]):
+        before = [var.assign_sub(learning_rate * self.weight_decay_rate * var.read_value(),
+                                 read_value=False)]
     no_bias_correction = tf.constant(0.0)
     with tf.control_dependencies(before):
       return tf.raw_ops.ResourceApplyAdam(
