@@ -13,23 +13,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-# The files that take longest (seconds of one suite run on 2 cores), started first: the suite
-# runs each file on one of two workers (run_tests.sh), so a long file started last would leave
-# the other worker idle at the end.
-LONGEST_FILES_FIRST = ("test_distributed.py", "test_faults.py", "test_distillation.py",
-                       "test_classifier_e2e.py", "test_faults_serving.py", "test_serving.py",
-                       "test_placement.py", "test_squad_e2e.py", "test_ner_mrc_e2e.py",
-                       "test_resume_weights.py", "test_optimization.py")
-
-
-def pytest_collection_modifyitems(items):
-  """Orders the files longest first (the rest as collected); tests keep their order in a file."""
-  def rank(item):
-    name = os.path.basename(str(item.fspath))
-    return (LONGEST_FILES_FIRST.index(name) if name in LONGEST_FILES_FIRST
-            else len(LONGEST_FILES_FIRST))
-  items.sort(key=rank)  # stable
-
 
 def find_shared_data_dir():
   """Returns $THESEUS_DATA_DIR, else <repo root>/../shared/data (None when absent)."""
