@@ -206,7 +206,8 @@ def test_the_google_style_faces_update_as_the_trainer_does(tmp_path, suc_layers,
 
 def _adam_weight_decay_by_hand(var, grads, lr, rate, beta_1=0.9, beta_2=0.999, epsilon=1e-6):
   """google-research/bert's AdamWeightDecay in float64 numpy: (var, m, v) after `grads`."""
-  var, m, v = var.astype(np.float64), np.zeros_like(var, np.float64), np.zeros_like(var, np.float64)
+  var = var.astype(np.float64)
+  m, v = np.zeros_like(var), np.zeros_like(var)
   for grad in grads:
     m = beta_1 * m + (1 - beta_1) * grad
     v = beta_2 * v + (1 - beta_2) * grad ** 2

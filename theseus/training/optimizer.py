@@ -159,7 +159,7 @@ class AdamWeightDecayOptimizer(object):
     gradient exists, as the element-wise path's assignment is.
     """
     learning_rate = tf.cast(self.learning_rate, tf.float32)
-    before = [grad]
+    before = []  # the kernel takes grad as an input: it runs after the gradient anyway
     if self._use_weight_decay(var.op.name):
       # Not before the gradient: the step's other readers of var (the backward pass) would see
       # the decayed value, depending on thread timing.
