@@ -213,43 +213,6 @@ def read_classifier_run(settings, sets):
   return read_task_run(classifier_task.ClassifierRun, settings, sets)
 
 
-def test_resume_after_stop_ends_like_an_uninterrupted_run(shared_data_dir, tmp_path, tiny_model):
-  from theseus.app import runner  # pylint: disable=g-import-not-at-top
-  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
-  from theseus.tasks.classifier import head as classifier_head  # pylint: disable=g-import-not-at-top
-  config, vocab = tiny_model
-  data_dir = make_task_dir(shared_data_dir, tmp_path, "mrpc")
-
-  def cfg(output_dir):
-    return runner.settings_of(
-        classifier_task.ClassifierRun, task_name="mrpc", data_dir=data_dir, bert_config_file=config,
-        vocab_file=vocab, output_dir=output_dir, do_train=True, max_seq_length=64,
-        train_batch_size=8, num_train_steps=6, save_checkpoints_steps=2, suc_layers=2,
-        scheduler_type="linear", replacing_rate=0.2, scheduler_linear_k=0.1, seed=5)
-
-  def train(output_dir, on_checkpoint=None):
-    c = cfg(output_dir)
-    task_run, bert_config = read_classifier_run(c, {"train"})
-    path, n = task_run.feature_cache("train", task_run.train_examples, False)
-    return runner.train(c, bert_config, classifier_head.make_task(task_run.processor, []), path,
-                        n, on_checkpoint=on_checkpoint)
-
-  full = train(str(tmp_path / "full"))
-
-  def stop(step):
-    raise _StopAfterFirstCheckpoint(step)
-
-  with pytest.raises(_StopAfterFirstCheckpoint):
-    train(str(tmp_path / "resumed"), on_checkpoint=stop)
-  assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / "resumed"))) == "model.ckpt-2"
-  resumed = train(str(tmp_path / "resumed"))
-  assert resumed["global_step"] == full["global_step"] == 6
-  assert resumed["replace_rate"] == pytest.approx(full["replace_rate"]) == pytest.approx(0.8)
-  # A finished run started again does nothing more.
-  again = train(str(tmp_path / "resumed"))
-  assert again["global_step"] == 6 and again.get("resumed")
-
-
 def test_resume_evaluates_a_checkpoint_whose_evaluation_was_lost(shared_data_dir, tmp_path,
                                                                    tiny_model):
   """A run stopped after saving a checkpoint but before recording its evaluation evaluates it
