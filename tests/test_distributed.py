@@ -4,7 +4,7 @@ Each run is the real command line in subprocesses (launch_workers.py for the clu
 off, bounded in time. Two workers must end with the weights of one process within 1e-6 (the
 all-reduce sums in another order) for stage 1 with gradient accumulation (where both workers
 must also log the same module draws) and stage 2, and so must two mirrored replicas in one
-process for plain fine-tuning; a cluster that loses a worker to kill -9 and is restarted with
+process for stage 2; a cluster that loses a worker to kill -9 and is restarted with
 the same command resumes and ends with the weights of an uninterrupted one. TF_CONFIG errors
 are checked in-process.
 """
@@ -102,8 +102,9 @@ def test_two_workers_train_stage1_as_one_process(world):
   assert len(set(draws[0])) > 1, draws  # the draw changes from update to update
 
 
-def test_two_workers_train_stage2_and_two_replicas_fine_tune_as_one_process(world):
-  """Stage 2 on two workers; plain fine-tuning on two mirrored CPU replicas in one process."""
+def test_two_workers_and_two_replicas_train_stage2_as_one_process(world):
+  """Stage 2 (every variable trained, as in plain fine-tuning) on two workers, and on two
+  mirrored CPU replicas in one process: both end with the one process's weights."""
   stage1_dir, _ = _trained(world, "stage1_one", STAGE1)
   stage2 = ["--suc_layers=2", "--finetune_suc",
             "--init_checkpoint=" + tf.train.latest_checkpoint(str(stage1_dir))]
@@ -112,9 +113,7 @@ def test_two_workers_train_stage2_and_two_replicas_fine_tune_as_one_process(worl
   _assert_same_weights(one_dir, two_dir, atol=1e-6)
   # The chief alone writes checkpoints: worker 1 never says it saved one.
   assert "Saved checkpoint" in out and not re.search(r"\[worker 1\].*Saved checkpoint", out)
-  plain = ["--suc_layers=0"]
-  one_dir, _ = _trained(world, "plain_one", plain)
-  mirrored_dir, _ = _trained(world, "plain_mirrored", plain + [
+  mirrored_dir, _ = _trained(world, "stage2_mirrored", stage2 + [
       "--distribute=mirrored", "--mirrored_devices=/cpu:0,/cpu:1"])
   _assert_same_weights(one_dir, mirrored_dir, atol=1e-6)
 
