@@ -32,6 +32,9 @@ MODES = {
                               "kd_alpha": 0.5, "kd_hidden_weight": 1.0},
     "stage2_fp16": {"suc_layers": 2, "finetune_suc": True, "precision": "fp16"},
 }
+# Two predecessor layers, two successor modules of one layer each: every op kind of the 4 -> 2
+# runs (the check is per op, so more layers add nothing but graph-building time).
+CONFIG = dict(TINY_CONFIG, num_hidden_layers=2)
 # Every mode with the classifier head; the other heads in the modes that differ for them.
 CASES = [("classifier", mode) for mode in sorted(MODES)] + [
     ("squad", "stage1_distilled_bf16"),
@@ -43,7 +46,7 @@ def runs(tmp_path_factory, shared_data_dir, minilm_dir):
   root = tmp_path_factory.mktemp("placement")
   config = str(root / "bert_config.json")
   with open(config, "w") as f:
-    json.dump(TINY_CONFIG, f)
+    json.dump(CONFIG, f)
   common = {"bert_config_file": config, "vocab_file": os.path.join(minilm_dir, "vocab.txt"),
             "do_train": True, "max_seq_length": 64, "train_batch_size": 4,
             "max_train_examples": 16}
@@ -60,8 +63,8 @@ def runs(tmp_path_factory, shared_data_dir, minilm_dir):
   with open(os.path.join(conll, "train.txt"), "w", encoding="utf-8") as f:
     f.write("\n\n".join(head) + "\n\n")
   return {
-      "checkpoint": tiny_checkpoint(str(root / "pre" / "model.ckpt"), TINY_CONFIG, 0),
-      "stage1_checkpoint": tiny_checkpoint(str(root / "s1" / "model.ckpt"), TINY_CONFIG, 2),
+      "checkpoint": tiny_checkpoint(str(root / "pre" / "model.ckpt"), CONFIG, 0),
+      "stage1_checkpoint": tiny_checkpoint(str(root / "s1" / "model.ckpt"), CONFIG, 2),
       "ner_mrc": (ner_task.NerMrcRun, dict(common, data_dir=conll,
                                            output_dir=str(root / "ner"))),
       "classifier": (classifier_task.ClassifierRun, dict(
