@@ -6,8 +6,9 @@ google-research/bert's flags as its README gives them:
 
   plain fine-tuning (evaluation during training)
   -> stage 1 (--suc_layers=2, soft labels from the fine-tuned model at a temperature)
-  -> stage 2 (--finetune_suc), stopped after 2 updates and resumed by the same command to 4,
-     with --do_eval --do_predict --do_export.
+  -> stage 2 (--finetune_suc) with --do_eval --do_predict --do_export.
+
+(Resuming is the trainer's, the same for every application: test_resume_weights.py.)
 
 The checks: the official evaluate-v1.1.py on the run's predictions.json gives eval_results'
 figures; a v2.0 file (real paragraphs plus unanswerable questions) scored by evaluate-v2.0.py
@@ -88,12 +89,9 @@ def world(shared_data_dir, minilm_dir, tmp_path_factory):
   stage2 = common + ["--do_train=True", "--train_file=" + train, "--suc_layers=2",
                      "--finetune_suc", "--init_checkpoint=" + latest(dirs["stage1"]),
                      "--output_dir=" + dirs["stage2"]]
-  run("run_squad.py", stage2 + ["--num_train_steps=2"])
-  resumed = run("run_squad.py", stage2 + [
-      "--num_train_steps=4", "--do_eval", "--do_predict=True", "--predict_file=" + dev,
-      "--do_export"])
-  return {"dirs": dirs, "common": common, "train": train, "dev": dev, "base": base,
-          "resumed_log": resumed.stderr}
+  run("run_squad.py", stage2 + ["--num_train_steps=4", "--do_eval", "--do_predict=True",
+                                 "--predict_file=" + dev, "--do_export"])
+  return {"dirs": dirs, "common": common, "train": train, "dev": dev, "base": base}
 
 
 def official(script, data, predictions, na_probs=None):
@@ -110,7 +108,7 @@ def read_json(path):
     return json.load(f)
 
 
-def test_stages_resume_and_score_as_the_official_script(world):
+def test_stages_score_as_the_official_script(world):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   dirs = world["dirs"]
   history = [json.loads(line) for line in open(os.path.join(dirs["pred"],
@@ -119,7 +117,6 @@ def test_stages_resume_and_score_as_the_official_script(world):
   names = {n for n, _ in tf.train.list_variables(latest(dirs["stage1"]))}
   assert {"bert/encoder/suc_layer_1/output/dense/kernel", "bert/encoder/layer_3/output/dense/"
           "kernel", "cls/squad/output_weights"} <= names
-  assert "Resumed from %s/model.ckpt-2 at step 2" % dirs["stage2"] in world["resumed_log"]
   results = read_json(os.path.join(dirs["stage2"], "eval_results.json"))
   assert results["global_step"] == 4 and results["num_questions"] == 16
   predictions = os.path.join(dirs["stage2"], "predictions.json")
