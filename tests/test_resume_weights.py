@@ -9,6 +9,8 @@ after the restart: it and the rate are functions of (seed, update), not of a ran
 new process starts afresh. A finished run started again trains no more.
 """
 
+import collections
+import glob
 import json
 import os
 
@@ -24,7 +26,7 @@ TINY_CONFIG = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 4,
                "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02}
 RUN = dict(do_train=True, max_seq_length=64, train_batch_size=8, num_train_steps=6,
            save_checkpoints_steps=2, suc_layers=2, scheduler_type="linear",
-           replacing_rate=0.2, scheduler_linear_k=0.1, seed=5)
+           replacing_rate=0.2, scheduler_linear_k=0.1, seed=5, log_every_n_steps=2)
 
 
 class _Stop(Exception):
@@ -66,6 +68,11 @@ def _assert_resume_is_exact(make_cfg, task_run_class, tmp_path):
   assert not different, different[:5]
   again = _train(make_cfg(resumed_dir), task_run_class)
   assert again["global_step"] == 6 and again.get("resumed")
+  # TensorBoard: the scalars of every second update (--log_every_n_steps=2), under their names.
+  tags = collections.Counter(value.tag for path in glob.glob(os.path.join(full_dir, "events*"))
+                             for event in tf.compat.v1.train.summary_iterator(path)
+                             for value in event.summary.value)
+  assert tags == {"loss": 3, "learning_rate": 3, "replace_rate": 3}, tags
 
 
 @pytest.fixture

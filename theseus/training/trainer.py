@@ -47,7 +47,7 @@ TrainPlan = collections.namedtuple("TrainPlan", [
     "num_train_steps", "num_warmup_steps", "accumulation", "latest", "resumed_step", "stage"])
 
 TrainGraph = collections.namedtuple("TrainGraph", [
-    "graph", "fetches", "update_op", "micro_batch", "summary_op", "global_step", "final", "saver",
+    "graph", "fetches", "update_op", "micro_batch", "global_step", "final", "saver",
     "weights_finite", "init_ops", "has_replaced", "restored_state"])
 
 
@@ -172,12 +172,11 @@ def run_update(sess, g, plan, log_every_n_steps, output_dir, step, progress):
 
   Raises TrainingError on a NaN / Inf loss (no checkpoint holds that update).
   """
-  with_summary = (step + 1) % log_every_n_steps == 0
   for micro_batch in range(plan.accumulation):
-    fetches = g.fetches
-    if with_summary and micro_batch == plan.accumulation - 1:
-      fetches = dict(fetches, summary=g.summary_op)
-    out = sess.run(fetches, {g.micro_batch: micro_batch})
+    # Every micro-batch fetches the same list, the scalar summaries included (written only every
+    # log_every_n_steps updates): another list would cost the session another optimisation of
+    # the whole step's graph (about a second for a tiny model's, more for BERT-base).
+    out = sess.run(g.fetches, {g.micro_batch: micro_batch})
     if not np.isfinite(out["loss_everywhere"]):  # any replica's: they all stop at this step
       where = "" if not np.isfinite(out["loss"]) else " on another replica"
       raise TrainingError("loss is %s%s at step %d; stopping. %s" % (
@@ -185,6 +184,8 @@ def run_update(sess, g, plan, log_every_n_steps, output_dir, step, progress):
     progress.add(out)
   if g.update_op is not None:
     sess.run(g.update_op)
+  if (step + 1) % log_every_n_steps:
+    del out["summary"]
   return out
 
 
@@ -315,7 +316,10 @@ def _train_graph(keep_checkpoint_max, graph, features, step, rate, restored_stat
     for name, term in sorted(step.loss_terms.items()):
       tf1.summary.scalar("loss/" + name, term)
   tf1.summary.scalar("learning_rate", step.learning_rate)
-  tf1.summary.scalar("replace_rate", rate)
+  # Tagged "replace_rate" exactly: tf1.summary.scalar would tag it "replace_rate_1", the name of
+  # the rate's own op being taken.
+  tf1.add_to_collection(tf1.GraphKeys.SUMMARIES, tf.raw_ops.ScalarSummary(
+      tags="replace_rate", values=rate, name="replace_rate_summary"))
   fetches = {"train": step.micro_batch_op if step.micro_batch_op is not None else step.update_op,
              "loss": step.loss, "loss_everywhere": step.loss_everywhere, "rate": rate,
              "lr": step.learning_rate,
@@ -324,11 +328,12 @@ def _train_graph(keep_checkpoint_max, graph, features, step, rate, restored_stat
   if step.loss_scale is not None:
     tf1.summary.scalar("loss_scale", step.loss_scale)
     fetches["loss_scale"] = step.loss_scale
+  fetches["summary"] = tf1.summary.merge_all()
   model_vars = [v for v in tf1.global_variables() if not teacher_lib.is_teacher_variable(v)]
   return TrainGraph(
       graph=graph, fetches=fetches,
       update_op=step.update_op if step.micro_batch_op is not None else None,
-      micro_batch=step.micro_batch, summary_op=tf1.summary.merge_all(), global_step=global_step,
+      micro_batch=step.micro_batch, global_step=global_step,
       # Functions of global_step only: the values a resumed run must end with too.
       final={"step": global_step, "lr": step.learning_rate, "rate": rate},
       saver=tf1.train.Saver(model_vars, max_to_keep=keep_checkpoint_max),
