@@ -68,6 +68,9 @@ def _assert_resume_is_exact(make_cfg, task_run_class, tmp_path):
   assert not different, different[:5]
   again = _train(make_cfg(resumed_dir), task_run_class)
   assert again["global_step"] == 6 and again.get("resumed")
+  # The run's last checkpoint carries the training graph (.meta); the others only weights.
+  assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(full_dir, "*.meta"))) == [
+      "model.ckpt-6.meta"]
   # TensorBoard: the scalars of every second update (--log_every_n_steps=2), under their names.
   tags = collections.Counter(value.tag for path in glob.glob(os.path.join(full_dir, "events*"))
                              for event in tf.compat.v1.train.summary_iterator(path)

@@ -66,10 +66,12 @@ class CheckpointKeeper(object):
         self.best_value = json.load(f).get("value")
     self.writer = tf1.summary.FileWriter(output_dir, graph) if is_chief else _NoSummaries()
 
-  def save(self, sess, step):
+  def save(self, sess, step, with_meta_graph=False):
     """Writes the checkpoint of `step` and returns its path (TrainingError when it cannot).
 
-    Another worker than the chief writes nothing and returns None.
+    with_meta_graph: also write model.ckpt-<step>.meta, the training graph (the run's last
+    checkpoint has one; writing it with every checkpoint cost a serialisation of the whole
+    graph each time). Another worker than the chief writes nothing and returns None.
     """
     if not self.is_chief:
       return None
@@ -78,7 +80,8 @@ class CheckpointKeeper(object):
                           "saving it. %s" % (step, checkpoints.kept_checkpoint_note(
                               self.output_dir)))
     try:
-      path = self.saver.save(sess, self.prefix, global_step=step)
+      path = self.saver.save(sess, self.prefix, global_step=step,
+                             write_meta_graph=with_meta_graph)
     except (tf.errors.OpError, OSError) as e:
       # Only this save's temporary files go; earlier checkpoints and the state file are intact.
       for partial in glob.glob("%s-%d*tempstate*" % (self.prefix, step)):

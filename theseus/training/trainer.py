@@ -161,7 +161,7 @@ def _train_loop(sess, g, plan, training, output_dir, keeper, progress, on_checkp
       keeper.writer.add_summary(out["summary"], step)
     progress.maybe_log(step, out)
     if step % training.save_checkpoints_steps == 0 or step == plan.num_train_steps:
-      keeper.evaluate(keeper.save(sess, step), step)
+      keeper.evaluate(keeper.save(sess, step, step == plan.num_train_steps), step)
       if on_checkpoint is not None:
         on_checkpoint(step)
   return sess.run(g.final)
