@@ -644,8 +644,8 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
   """A stage-1 run killed with SIGKILL resumes and ends where an uninterrupted run ends."""
   def args(out):
     return base_args(world, out, suc_layers=2, init_checkpoint=world["pre"],
-                     scheduler_type="linear", replacing_rate=0.3, scheduler_linear_k=0.01,
-                     num_train_steps=40, save_checkpoints_steps=5, log_every_n_steps=5,
+                     scheduler_type="linear", replacing_rate=0.3, scheduler_linear_k=0.02,
+                     num_train_steps=20, save_checkpoints_steps=5, log_every_n_steps=5,
                      warmup_proportion=0.2, learning_rate=5e-5)
 
   # The uninterrupted run and the run to kill start together (to save wall time).
@@ -685,14 +685,14 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
     reference_child.kill()
   reference = _schedule(open(full_err).read())
   # The uninterrupted run follows the documented schedules (logged values are those the
-  # update of that step used, i.e. at global_step = step - 1): linear warmup over 8 steps then
-  # linear decay to 0 at 40; p = min(1, 0.3 + 0.01 * global_step).
-  assert sorted(reference) == list(range(5, 41, 5))
+  # update of that step used, i.e. at global_step = step - 1): linear warmup over 4 steps then
+  # linear decay to 0 at 20; p = min(1, 0.3 + 0.02 * global_step).
+  assert sorted(reference) == list(range(5, 21, 5))
   for step, (lr, rate) in reference.items():
     s = step - 1
-    expected_lr = 5e-5 * (s / 8.0 if s < 8 else 1.0 - s / 40.0)
+    expected_lr = 5e-5 * (s / 4.0 if s < 4 else 1.0 - s / 20.0)
     assert float(lr) == pytest.approx(expected_lr, rel=5e-3, abs=1e-12), (step, lr)
-    assert float(rate) == pytest.approx(min(1.0, 0.3 + 0.01 * s), abs=1e-3), (step, rate)
+    assert float(rate) == pytest.approx(min(1.0, 0.3 + 0.02 * s), abs=1e-3), (step, rate)
   assert not os.path.exists(os.path.join(out, "train_results.json"))
   # Checkpoint 10's files existed at the kill; the state file names it, or still names 5 when
   # the kill landed while checkpoint 10 was being written (then the run resumes from 5).
@@ -707,7 +707,7 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
                    proc.stderr), proc.stderr[-3000:]
   assert "Initialised" not in proc.stderr  # not re-initialised from --init_checkpoint
   resumed = _schedule(proc.stderr)
-  assert sorted(resumed) == [s for s in range(5, 41, 5) if s > killed_at]
+  assert sorted(resumed) == [s for s in range(5, 21, 5) if s > killed_at]
   killed = _schedule(open(err1).read())
   assert killed and max(killed) >= killed_at
   # The learning rate and replace rate of every logged step, before the kill and after the
@@ -719,12 +719,12 @@ def test_kill_9_during_training_then_resume(world, tmp_path):
     expected = json.load(f)
   with open(os.path.join(out, "train_results.json")) as f:
     got = json.load(f)
-  assert expected["global_step"] == got["global_step"] == 40
+  assert expected["global_step"] == got["global_step"] == 20
   assert got["resumed_from_step"] == killed_at and expected["resumed_from_step"] == 0
   assert got["learning_rate"] == expected["learning_rate"] == pytest.approx(0.0, abs=1e-12)
   assert got["replace_rate"] == expected["replace_rate"] == pytest.approx(0.7, abs=1e-6)
-  assert checkpoint_step(tf.train.latest_checkpoint(out)) == 40
-  assert checkpoint_step(tf.train.latest_checkpoint(full)) == 40
+  assert checkpoint_step(tf.train.latest_checkpoint(out)) == 20
+  assert checkpoint_step(tf.train.latest_checkpoint(full)) == 20
   assert (sorted(tf.train.load_checkpoint(tf.train.latest_checkpoint(out))
                  .get_variable_to_shape_map().items()) ==
           sorted(tf.train.load_checkpoint(tf.train.latest_checkpoint(full))
