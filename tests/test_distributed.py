@@ -38,6 +38,8 @@ def world(tmp_path_factory, shared_data_dir, minilm_dir):
   root = tmp_path_factory.mktemp("distributed")
   config = root / "bert_config.json"
   config.write_text(json.dumps(TINY_CONFIG))
+  # One layer, for the runs that only start, fail or hang: what they check is not the model.
+  (root / "one_layer.json").write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=1)))
   common = ["--task_name=mrpc", "--data_dir=" + make_task_dir(shared_data_dir, root, "mrpc"),
             "--bert_config_file=" + str(config),
             "--vocab_file=" + os.path.join(minilm_dir, "vocab.txt"), "--do_train",
@@ -47,9 +49,13 @@ def world(tmp_path_factory, shared_data_dir, minilm_dir):
   return {"root": root, "common": common, "runs": {}}
 
 
-def _command(world, output_dir, extra):
-  return ([sys.executable, "run_classifier.py"] + world["common"] + extra +
-          ["--output_dir=" + str(output_dir)])
+def _command(world, output_dir, extra, one_layer=False):
+  common = world["common"]
+  if one_layer:
+    common = [a for a in common if not a.startswith("--bert_config_file=")] + [
+        "--bert_config_file=" + str(world["root"] / "one_layer.json")]
+  return [sys.executable, "run_classifier.py"] + common + extra + ["--output_dir=" +
+                                                                    str(output_dir)]
 
 
 def _run(command, num_workers=0):
@@ -171,7 +177,7 @@ def test_a_cluster_restarted_after_kill_9_resumes_to_the_same_weights(world):
 
 
 def _last_error_line(world, extra):
-  proc = subprocess.run(_command(world, world["root"] / "bad", extra), cwd=REPO_ROOT,
+  proc = subprocess.run(_command(world, world["root"] / "bad", extra, True), cwd=REPO_ROOT,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S)
   assert proc.returncode == 2, proc.stderr.decode()[-2000:]
   return proc.stderr.decode().strip().splitlines()[-1]
@@ -223,7 +229,7 @@ def test_a_worker_that_never_comes_up_is_one_line(world):
   env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
                                                "task": {"type": "worker", "index": 0}}))
   proc = subprocess.run(_command(world, world["root"] / "alone", [
-      "--distribute=multi_worker", "--cluster_timeout_s=3"]), cwd=REPO_ROOT, env=env,
+      "--distribute=multi_worker", "--cluster_timeout_s=3"], True), cwd=REPO_ROOT, env=env,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S)
   err = proc.stderr.decode()
   assert proc.returncode == 1, err[-2000:]
@@ -251,7 +257,8 @@ def _start_launcher(world, name):
   """A 2-worker cluster on a long run whose workers, once training, write nothing more (so only
   their launcher's fate can end them); returns (launcher, worker pids, output lines)."""
   command = _command(world, world["root"] / name, [
-      "--num_train_steps=100000", "--save_checkpoints_steps=100000", "--log_every_n_steps=100000"])
+      "--num_train_steps=100000", "--save_checkpoints_steps=100000",
+      "--log_every_n_steps=100000"], True)
   # As from a terminal: SIGINT at its default (pytest-xdist's workers ignore it, and children
   # inherit an ignored signal).
   launcher = subprocess.Popen([sys.executable, "launch_workers.py", "--num_workers=2", "--"] +
@@ -308,7 +315,7 @@ def test_ctrl_c_and_kill_9_of_the_launcher_end_its_workers(world):
     _kill_all(launcher, workers)
 
 
-def _start_workers(world, output_dirs, extra):
+def _start_workers(world, output_dirs, extra, one_layer=False):
   """Worker i of a len(output_dirs)-worker cluster on output_dirs[i], started by hand (no
   launcher stops the others): returns the Popen objects (stderr piped)."""
   from launch_workers import free_ports  # pylint: disable=g-import-not-at-top
@@ -318,7 +325,7 @@ def _start_workers(world, output_dirs, extra):
     env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
                                                  "task": {"type": "worker", "index": index}}))
     workers.append(subprocess.Popen(_command(world, output_dir, ["--distribute=multi_worker"] +
-                                             extra), cwd=REPO_ROOT, env=env,
+                                             extra, one_layer), cwd=REPO_ROOT, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
   return workers, addresses
 
@@ -363,7 +370,8 @@ def _chief_error_after(world, name, fault):
   saved a checkpoint, and returns (the chief's last stderr line, the workers' addresses)."""
   workers, addresses = _start_workers(world, [world["root"] / (name + "_a"),
                                               world["root"] / (name + "_b")],
-                                      ["--num_train_steps=100000", "--step_timeout_s=20"])
+                                      ["--num_train_steps=100000", "--step_timeout_s=20"],
+                                      one_layer=True)
   try:
     _wait_for_checkpoint(world["root"] / (name + "_a") / "model.ckpt-2.index", workers)
     fault(workers[1])
