@@ -311,22 +311,19 @@ def _build_step(model, training, replacing, kd, scale, bert_config, task, plan, 
 def _train_graph(keep_checkpoint_max, graph, features, step, rate, restored_state):
   """The TrainGraph: fetches, summaries, saver and checks around the TrainStep."""
   global_step = tf1.train.get_global_step()
-  tf1.summary.scalar("loss", step.loss)
+  _scalar_summary("loss", step.loss)
   if len(step.loss_terms) > 1:  # TensorBoard shows each distillation term too
     for name, term in sorted(step.loss_terms.items()):
-      tf1.summary.scalar("loss/" + name, term)
-  tf1.summary.scalar("learning_rate", step.learning_rate)
-  # Tagged "replace_rate" exactly: tf1.summary.scalar would tag it "replace_rate_1", the name of
-  # the rate's own op being taken.
-  tf1.add_to_collection(tf1.GraphKeys.SUMMARIES, tf.raw_ops.ScalarSummary(
-      tags="replace_rate", values=rate, name="replace_rate_summary"))
+      _scalar_summary("loss/" + name, term)
+  _scalar_summary("learning_rate", step.learning_rate)
+  _scalar_summary("replace_rate", rate)
   fetches = {"train": step.micro_batch_op if step.micro_batch_op is not None else step.update_op,
              "loss": step.loss, "loss_everywhere": step.loss_everywhere, "rate": rate,
              "lr": step.learning_rate,
              "tokens": tf.reduce_sum(features["input_mask"]),
              "examples": tf.shape(features["input_ids"])[0], "draw": step.replaced}
   if step.loss_scale is not None:
-    tf1.summary.scalar("loss_scale", step.loss_scale)
+    _scalar_summary("loss_scale", step.loss_scale)
     fetches["loss_scale"] = step.loss_scale
   fetches["summary"] = tf1.summary.merge_all()
   model_vars = [v for v in tf1.global_variables() if not teacher_lib.is_teacher_variable(v)]
@@ -342,6 +339,13 @@ def _train_graph(keep_checkpoint_max, graph, features, step, rate, restored_stat
                                     for v in tf1.trainable_variables()]),
       init_ops=[tf1.global_variables_initializer(), tf1.local_variables_initializer()],
       has_replaced=step.replaced.shape[0] != 0, restored_state=restored_state)
+
+
+def _scalar_summary(tag, value):
+  """A TensorBoard scalar tagged `tag` exactly (tf1.summary.scalar derives the tag from a unique
+  op name, so it wrote the stage-1 rate, whose op is named replace_rate, as replace_rate_1)."""
+  tf1.add_to_collection(tf1.GraphKeys.SUMMARIES, tf.raw_ops.ScalarSummary(
+      tags=tag, values=value, name=tag.replace("/", "_") + "_summary"))
 
 
 def _init_from_checkpoint(init_checkpoint, suc_init):
