@@ -44,7 +44,7 @@ MODELS = {
                       intermediate_size=3072),
     "embedded": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
                      intermediate_size=1536),
-    "tiny": dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=64),
 }
 GPU_ONLY = ("fp16 and bf16 speed, XLA on a GPU, GPU vs CPU draws, several GPUs")
