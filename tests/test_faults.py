@@ -152,21 +152,27 @@ def world(tmp_path_factory, shared_data_dir, minilm_dir):
     with open(os.path.join(src, name), "rb") as f:
       lines = f.read().split(b"\n")
     (data / name).write_bytes(b"\n".join(lines[:rows]) + b"\n")
-  config = _write_json(root / "bert_config.json", TINY_CONFIG)
+  two_layers = dict(TINY_CONFIG, num_hidden_layers=2)
+  return {"root": root, "data": str(data), "vocab": os.path.join(minilm_dir, "vocab.txt"),
+          "config": _write_json(root / "bert_config.json", TINY_CONFIG),
+          "pre": _predecessor(str(root / "pre" / "bert_model.ckpt"), TINY_CONFIG),
+          # For the long runs that check what happens around training, not the model.
+          "config_2": _write_json(root / "bert_config_2.json", two_layers),
+          "pre_2": _predecessor(str(root / "pre_2" / "bert_model.ckpt"), two_layers)}
 
-  # The predecessor: the standard google-research/bert variable names, 4 layers + a 2-class head.
-  pre = str(root / "pre" / "bert_model.ckpt")
+
+def _predecessor(path, config):
+  """A random predecessor of `config` with google-research/bert's variable names and a 2-class
+  head, saved at `path`."""
   with tf.Graph().as_default():
     ids = tf1.placeholder(tf.int32, [None, None])
-    bert_config = modeling.BertConfig.from_dict(TINY_CONFIG)
-    modeling.BertModel(bert_config, False, ids, ids, ids)
+    modeling.BertModel(modeling.BertConfig.from_dict(config), False, ids, ids, ids)
     tf1.get_variable("output_weights", [2, 32], initializer=tf1.truncated_normal_initializer(0.02))
     tf1.get_variable("output_bias", [2], initializer=tf1.zeros_initializer())
     with tf1.Session() as sess:
       sess.run(tf1.global_variables_initializer())
-      tf1.train.Saver().save(sess, pre, write_meta_graph=False)
-  return {"root": root, "data": str(data), "config": config, "pre": pre,
-          "vocab": os.path.join(minilm_dir, "vocab.txt")}
+      tf1.train.Saver().save(sess, path, write_meta_graph=False)
+  return path
 
 
 def base_args(world, out, **changes):
@@ -643,7 +649,8 @@ def _schedule(text):
 def test_kill_9_during_training_then_resume(world, tmp_path):
   """A stage-1 run killed with SIGKILL resumes and ends where an uninterrupted run ends."""
   def args(out):
-    return base_args(world, out, suc_layers=2, init_checkpoint=world["pre"],
+    return base_args(world, out, bert_config_file=world["config_2"], suc_layers=1,
+                     init_checkpoint=world["pre_2"],
                      scheduler_type="linear", replacing_rate=0.3, scheduler_linear_k=0.02,
                      num_train_steps=20, save_checkpoints_steps=5, log_every_n_steps=5,
                      warmup_proportion=0.2, learning_rate=5e-5)
