@@ -273,9 +273,12 @@ def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
   path = str(tmp_path / "f.tfrecord")
   input_pipeline.write_feature_tfrecord(path, features, keys)
   for is_training in (False, True):
+    # Evaluation also asks for a key the records lack ("augmented", which only training copies
+    # of --kd_augment carry): a zero-width feature, not a crash.
+    asked = keys if is_training else keys + ["augmented"]
     with tf.Graph().as_default():
       batch = tf1.data.make_one_shot_iterator(input_pipeline.make_dataset(
-          path, keys, [], batch_size=16, is_training=is_training, seed=1)).get_next()
+          path, asked, [], batch_size=16, is_training=is_training, seed=1)).get_next()
       seen = []
       with tf1.Session() as sess:
         for _ in range(13 if not is_training else 30):
@@ -291,6 +294,8 @@ def test_bucketed_pipeline_pads_to_longest_and_loses_nothing(tmp_path):
             np.testing.assert_array_equal(row[:n], np.arange(1, n + 1))
             assert not row[n:].any()
           seen.extend(b["example_index"][:, 0].tolist())
+          if not is_training:
+            assert b["augmented"].shape == (len(real), 0)
         if not is_training:
           with pytest.raises(tf.errors.OutOfRangeError):
             sess.run(batch)

@@ -158,9 +158,10 @@ def make_dataset(path, int_keys, float_keys, batch_size, is_training, seed=0, sk
 
   d = tf.data.TFRecordDataset(path)
   if not is_training:
-    d = d.map(_as_graph(lambda record: dense(tf.io.parse_example(record[None], spec))),
-              num_parallel_calls=2, deterministic=True)
-    return d.unbatch().padded_batch(batch_size).prefetch(2)
+    # Records batched, then parsed a batch at a time (a per-record parse followed by unbatch()
+    # crashes the process, inside TensorFlow's unbatch, on a key that the records lack).
+    parse = _as_graph(lambda records: dense(tf.io.parse_example(records, spec)))
+    return d.batch(batch_size).map(parse, num_parallel_calls=2, deterministic=True).prefetch(2)
   length_spec = {LENGTH_KEY: tf.io.FixedLenFeature([], tf.int64)}
   d = d.shuffle(10000, seed=seed, reshuffle_each_iteration=True).repeat()
   d = d.map(_as_graph(lambda record: {"record": record, "length": tf.io.parse_single_example(
