@@ -1,9 +1,9 @@
 """Mixed precision: fp16 loss scaling recovers from overflows; bf16 / fp16 train as fp32 does.
 
-Tolerances (20 updates of plain fine-tuning of the tiny config on 64 MRPC rows, learning rate
-1e-3, dropout off; fp32 goes from 0.691 to 0.674): every update's loss within 5e-3 of fp32's for
-bf16 (8 mantissa bits; measured 2.1e-4) and 5e-4 for fp16 (11 bits; measured 1.4e-5), and not
-equal to it (the run did compute in the lower precision).
+Tolerances (20 updates of plain fine-tuning of the tiny config with 2 layers on 64 MRPC rows,
+learning rate 1e-3, dropout off; fp32 goes from 0.696 to 0.674): every update's loss within 5e-3
+of fp32's for bf16 (8 mantissa bits; measured 1.4e-4) and 5e-4 for fp16 (11 bits; measured
+1.3e-5), and not equal to it (the run did compute in the lower precision).
 """
 
 import json
@@ -81,7 +81,7 @@ def test_fp16_overflow_skips_the_update_lowers_the_scale_and_training_goes_on():
 def world(tmp_path_factory, shared_data_dir, minilm_dir):
   root = tmp_path_factory.mktemp("precision")
   config = root / "bert_config.json"
-  config.write_text(json.dumps(TINY_CONFIG))
+  config.write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=2)))
   return {"root": root, "config": str(config),
           "data_dir": make_task_dir(shared_data_dir, root, "mrpc"),
           "vocab": os.path.join(minilm_dir, "vocab.txt")}
@@ -127,7 +127,7 @@ def test_an_fp16_run_exports_an_fp32_model(world):
   from theseus.app import runner  # pylint: disable=g-import-not-at-top
   from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   cfg = _cfg(world, "fp16_export", precision="fp16", num_train_steps=3, save_checkpoints_steps=3,
-             suc_layers=2, replacing_rate=0.5, do_export=True)
+             suc_layers=1, replacing_rate=0.5, do_export=True)
   runner.run_task(classifier_task.ClassifierRun, cfg)
   export_dir = cfg.export.export_dir
   reader = tf.train.load_checkpoint(os.path.join(export_dir, "bert_model.ckpt"))
