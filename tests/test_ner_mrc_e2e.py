@@ -1,18 +1,18 @@
 # coding=utf-8
 """End-to-end runs of the run_ner_mrc.py command line on small real slices.
 
-For CoNLL-2003 (English) the real CLI runs, with a tiny random BERT (4 layers, hidden 32) and the
+For CoNLL-2003 (English) the real CLI runs, with a tiny random BERT (2 layers, hidden 32) and the
 real uncased vocab, through every stage:
 
   plain fine-tuning (evaluation during training)
-  -> stage 1 (--suc_layers=2, from the best plain checkpoint)
+  -> stage 1 (--suc_layers=1, from the best plain checkpoint)
   -> stage 2 (--finetune_suc, from the stage-1 checkpoint) + eval + predict + export.
 
 MSRA (Chinese, char-level BIO, focal loss) goes through one plain run with eval + predict +
 export: its format is what it adds, the stages are the same code. The two run side by side (one
 TensorFlow thread each). The checks: files are written, metrics are present and in range, the
 predictions file holds the input's sentences and tokens in the input's format, the export is a
-plain BERT + head (2 layers after the stages, 4 from MSRA's run), and the SavedModel's (and
+plain BERT + head (1 layer after the stages, 2 from MSRA's run), and the SavedModel's (and
 CoNLL's TFLite file's) start/end probabilities equal the script's for the same inputs.
 """
 
@@ -34,7 +34,7 @@ SCRIPT = os.path.join(REPO_ROOT, "run_ner_mrc.py")
 TINY_CONFIG = {
     "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
     "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 64,
-    "max_position_embeddings": 128, "num_attention_heads": 2, "num_hidden_layers": 4,
+    "max_position_embeddings": 128, "num_attention_heads": 2, "num_hidden_layers": 2,
     "type_vocab_size": 2, "vocab_size": 30522,
 }
 
@@ -118,11 +118,11 @@ def _chain(name, root, vocab_file, config_file):
     return {"stage2": dirs["stage2"]}
   _run_cli(common + ["--output_dir=" + dirs["pred"], "--do_train", "--do_eval",
                      "--evaluate_during_training"], log)
-  _run_cli(common + ["--output_dir=" + dirs["stage1"], "--do_train", "--suc_layers=2",
+  _run_cli(common + ["--output_dir=" + dirs["stage1"], "--do_train", "--suc_layers=1",
                      "--evaluate_during_training=false",
                      "--init_checkpoint=" + _latest_checkpoint(os.path.join(dirs["pred"],
                                                                             "best"))], log)
-  _run_cli(common + ["--output_dir=" + dirs["stage2"], "--do_train", "--suc_layers=2",
+  _run_cli(common + ["--output_dir=" + dirs["stage2"], "--do_train", "--suc_layers=1",
                      "--finetune_suc", "--init_checkpoint=" + _latest_checkpoint(dirs["stage1"])]
            + outputs, log)
   return dirs
@@ -203,8 +203,8 @@ def test_stages_write_checkpoints_and_metrics(runs, name):
   _check_metrics(os.path.join(run["pred"], "eval_results.json"))
   # Stage 1 holds successor modules next to the frozen predecessor.
   names = {n for n, _ in tf.train.list_variables(_latest_checkpoint(run["stage1"]))}
-  assert "bert/encoder/suc_layer_1/output/dense/kernel" in names
-  assert "bert/encoder/layer_3/output/dense/kernel" in names
+  assert "bert/encoder/suc_layer_0/output/dense/kernel" in names
+  assert "bert/encoder/layer_1/output/dense/kernel" in names
   assert "mrc/start_end/kernel" in names
   # Stage 2: metrics of the successor on dev (and test, whose gold tags are known).
   metrics = _check_metrics(os.path.join(run["stage2"], "eval_results.json"))
@@ -252,7 +252,7 @@ def test_export_is_plain_successor_and_saved_model_matches(runs, name):
   from theseus.export import serving  # pylint: disable=g-import-not-at-top
   run = _ok(runs, name)
   export_dir = os.path.join(run["stage2"], "export")
-  layers = 2 if name == "conll2003" else 4  # MSRA's one run exports the plain model
+  layers = 1 if name == "conll2003" else 2  # MSRA's one run exports the plain model
   with open(os.path.join(export_dir, "bert_config.json")) as f:
     assert json.load(f)["num_hidden_layers"] == layers
   names = {n for n, _ in tf.train.list_variables(os.path.join(export_dir, "bert_model.ckpt"))}

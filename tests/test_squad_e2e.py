@@ -1,11 +1,11 @@
 # coding=utf-8
 """End-to-end runs of the run_squad.py command line on small slices of the real SQuAD split.
 
-A tiny random BERT (4 layers, hidden 32) with the real uncased vocab goes through every stage,
+A tiny random BERT (2 layers, hidden 32) with the real uncased vocab goes through every stage,
 google-research/bert's flags as its README gives them:
 
   plain fine-tuning (evaluation during training)
-  -> stage 1 (--suc_layers=2, soft labels from the fine-tuned model at a temperature)
+  -> stage 1 (--suc_layers=1, soft labels from the fine-tuned model at a temperature)
   -> stage 2 (--finetune_suc) with --do_eval --do_predict --do_export.
 
 (Resuming is the trainer's, the same for every application: test_resume_weights.py.)
@@ -30,7 +30,7 @@ from test_squad_data import make_v2_file
 TINY_CONFIG = {
     "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
     "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 64,
-    "max_position_embeddings": 128, "num_attention_heads": 2, "num_hidden_layers": 4,
+    "max_position_embeddings": 128, "num_attention_heads": 2, "num_hidden_layers": 2,
     "type_vocab_size": 2, "vocab_size": 30522,
 }
 
@@ -83,10 +83,10 @@ def world(shared_data_dir, minilm_dir, tmp_path_factory):
       "--do_train=True", "--train_file=" + train, "--do_eval", "--predict_file=" + dev,
       "--evaluate_during_training", "--num_train_steps=4", "--output_dir=" + dirs["pred"]])
   run("run_squad.py", common + [
-      "--do_train=True", "--train_file=" + train, "--suc_layers=2", "--kd_alpha=0.5",
+      "--do_train=True", "--train_file=" + train, "--suc_layers=1", "--kd_alpha=0.5",
       "--kd_temperature=2", "--num_train_steps=4", "--output_dir=" + dirs["stage1"],
       "--init_checkpoint=" + latest(os.path.join(dirs["pred"], "best"))])
-  stage2 = common + ["--do_train=True", "--train_file=" + train, "--suc_layers=2",
+  stage2 = common + ["--do_train=True", "--train_file=" + train, "--suc_layers=1",
                      "--finetune_suc", "--init_checkpoint=" + latest(dirs["stage1"]),
                      "--output_dir=" + dirs["stage2"]]
   run("run_squad.py", stage2 + ["--num_train_steps=4", "--do_eval", "--do_predict=True",
@@ -115,7 +115,7 @@ def test_stages_score_as_the_official_script(world):
                                                            "eval_history.jsonl"))]
   assert [h["global_step"] for h in history] == [2, 4]
   names = {n for n, _ in tf.train.list_variables(latest(dirs["stage1"]))}
-  assert {"bert/encoder/suc_layer_1/output/dense/kernel", "bert/encoder/layer_3/output/dense/"
+  assert {"bert/encoder/suc_layer_0/output/dense/kernel", "bert/encoder/layer_1/output/dense/"
           "kernel", "cls/squad/output_weights"} <= names
   results = read_json(os.path.join(dirs["stage2"], "eval_results.json"))
   assert results["global_step"] == 4 and results["num_questions"] == 16
@@ -135,7 +135,7 @@ def test_v2_eval_scores_as_the_official_script(world, shared_data_dir):
   out = world["dirs"]["v2"]
   run("run_squad.py", world["common"] + [
       "--do_eval", "--predict_file=" + v2, "--version_2_with_negative=True",
-      "--null_score_diff_threshold=-1.0", "--suc_layers=2", "--finetune_suc",
+      "--null_score_diff_threshold=-1.0", "--suc_layers=1", "--finetune_suc",
       "--init_checkpoint=" + latest(world["dirs"]["stage2"]), "--output_dir=" + out])
   results = read_json(os.path.join(out, "eval_results.json"))
   predictions, null_odds = (os.path.join(out, n) for n in ("predictions.json",
