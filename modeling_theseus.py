@@ -162,9 +162,13 @@ def hidden_activation(config):
 
 
 def gelu(x):
-  """GELU as google-research/bert computes it: the tanh approximation."""
-  cdf = 0.5 * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
-  return x * cdf
+  """GELU as google-research/bert computes it: the tanh approximation.
+
+  Written as tf.nn.gelu writes it, 0.5 * x * (1 + tanh(...)), which TensorFlow's oneDNN rewrite
+  fuses into the MatMul + BiasAdd before it in inference graphs; google-research/bert's
+  x * (0.5 * (1 + tanh(...))) is the same function but does not match the rewrite's pattern.
+  """
+  return tf.nn.gelu(x, approximate=True)
 
 
 def gelu_exact(x):

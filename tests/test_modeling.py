@@ -1,5 +1,6 @@
 """Tests of modeling_theseus.py: names, equivalence, branch execution, draws, schedules, init maps."""
 
+import math
 import os
 
 import numpy as np
@@ -106,6 +107,19 @@ class Graph(object):
   def values(self):
     with self.graph.as_default():
       return {v.op.name: v for v in tf1.global_variables()}
+
+
+def test_activations_are_the_formulas_google_and_hugging_face_use():
+  x = np.linspace(-8.0, 8.0, 4001)
+  tanh_gelu = 0.5 * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3))) * x
+  exact_gelu = 0.5 * x * (1.0 + np.vectorize(math.erf)(x / np.sqrt(2.0)))
+  with tf.Graph().as_default():
+    t = tf.constant(x, tf.float32)
+    with tf1.Session() as sess:
+      got = sess.run({"gelu": modeling.get_activation("gelu")(t),
+                      "gelu_exact": modeling.get_activation("gelu_exact")(t)})
+  np.testing.assert_allclose(got["gelu"], tanh_gelu, rtol=0, atol=2e-6)
+  np.testing.assert_allclose(got["gelu_exact"], exact_gelu, rtol=0, atol=2e-6)
 
 
 def test_predecessor_variable_names_are_google_bert_names():
