@@ -162,12 +162,8 @@ def hidden_activation(config):
 
 
 def gelu(x):
-  """GELU as google-research/bert computes it: the tanh approximation.
-
-  Written as tf.nn.gelu writes it, 0.5 * x * (1 + tanh(...)), which TensorFlow's oneDNN rewrite
-  fuses into the MatMul + BiasAdd before it in inference graphs; google-research/bert's
-  x * (0.5 * (1 + tanh(...))) is the same function but does not match the rewrite's pattern.
-  """
+  """GELU as google-research/bert computes it: the tanh approximation, in tf.nn.gelu's form
+  (oneDNN fuses it into its MatMul in inference graphs; google-research/bert's form it does not)."""
   return tf.nn.gelu(x, approximate=True)
 
 
