@@ -110,6 +110,10 @@ def parse_args(argv=None):
                       "both_branches, stage2, stage1_kd, stage2_kd; --with_pytorch adds "
                       "PyTorch). The _kd ones time a stage with each distillation loss of "
                       "KD_CONFIGS")
+  p.add_argument("--train_precision", default="fp32", choices=("fp32", "bf16"),
+                 help="training: bf16 runs TF's mixed precision (the trainer's bfloat16 compute "
+                      "dtype, float32 weights) and PyTorch under torch.autocast(bfloat16); a "
+                      "CPU with AMX or AVX512_BF16 computes it natively")
   p.add_argument("--threads", type=int, default=0,
                  help="intra- and inter-op threads (TF) / torch threads; 0: the frameworks' "
                       "defaults")
@@ -414,8 +418,9 @@ class TFTrainRunner(object):
       if kd.soft_labels:  # cached soft labels: fed like the pipeline feeds them
         self.placeholders["teacher_logits"] = tf1.placeholder(tf.float32, [None, 2])
       task = head.make_task(datasets.get_processor("sst-2"), [])
+      compute_dtype = tf.bfloat16 if spec.get("precision") == "bf16" else tf.float32
       model_fn = trainer.make_model_fn(
-          config, task, stage, rate, tf.float32, kd, config, num_train_steps=1000000,
+          config, task, stage, rate, compute_dtype, kd, config, num_train_steps=1000000,
           encoder_fn=both_branches_encoder if variant == "both_branches" else None)
       hyper = update.Hyperparameters(learning_rate=2e-5, num_train_steps=1000000,
                                      num_warmup_steps=1000, accumulation=1, clip_norm=1.0,
@@ -519,8 +524,10 @@ class TorchRunner(object):
       ids, mask, segments = self._tensors(batches[i])
       if self.training:
         labels = (t.arange(ids.shape[0], device=self.device) % 2)
-        out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
-                         labels=labels)
+        with t.autocast(self.device.type, dtype=t.bfloat16,
+                        enabled=self.spec.get("precision") == "bf16"):
+          out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
+                           labels=labels)
         out.loss.backward()
         t.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -870,7 +877,7 @@ def run_training(args, results, bert_config, bert_config_file):
   num_layers = bert_config["num_hidden_layers"]
   batch = fixed_batch(args.train_batch_size, args.seq_length, bert_config["vocab_size"], seed=1)
   common = {"runner": "tf_train", "bert_config_file": bert_config_file, "threads": args.threads,
-            "batch": batch, "replace_rate": args.replace_rate}
+            "batch": batch, "replace_rate": args.replace_rate, "precision": args.train_precision}
   specs = [("predecessor_%dL" % num_layers, dict(common, variant="predecessor", suc_layers=0))]
   for n in args.train_successor_layers:
     if "stage1" in args.train_configs:
@@ -894,7 +901,8 @@ def run_training(args, results, bert_config, bert_config_file):
   if args.torch_ok:
     specs.append(("torch_finetune_%dL" % num_layers,
                   {"runner": "torch", "mode": "train", "hf_dir": args.hf_dir,
-                   "threads": args.threads, "workloads": {"train": [batch]}}))
+                   "threads": args.threads, "workloads": {"train": [batch]},
+                   "precision": args.train_precision}))
   print("\n== Training (batch %d x %d): starting %d workers"
         % (args.train_batch_size, args.seq_length, len(specs)), flush=True)
   workers = start_workers(specs)
@@ -992,8 +1000,8 @@ def report(args, results):
                  "tok/s", "speedup", "peak RSS MB", "threads"], rows)
   if "training" in results:
     stats = results.get("training_workers", {})
-    print("\nTRAINING step (forward + backward + optimizer), batch %d x %d; medians over %d rounds"
-          % (args.train_batch_size, args.seq_length, args.rounds))
+    print("\nTRAINING step (forward + backward + optimizer), batch %d x %d, %s; medians over %d "
+          "rounds" % (args.train_batch_size, args.seq_length, args.train_precision, args.rounds))
     rows = []
     for name, s in results["training"].items():
       st = stats.get(name, {})
