@@ -32,6 +32,7 @@ import tensorflow as tf
 # TensorFlow 2's implementation of tf.cond (a functional If), used in every control-flow mode.
 from tensorflow.python.ops import cond_v2  # pylint: disable=g-direct-tensorflow-import
 
+from theseus import dropout as dropout_lib
 from theseus import names
 from theseus.stage import SUC_INIT_RULES
 from theseus.stage import Stage
@@ -173,9 +174,7 @@ def gelu_exact(x):
 
 
 def dropout(input_tensor, dropout_prob):
-  if dropout_prob is None or dropout_prob == 0.0:
-    return input_tensor
-  return tf.nn.dropout(input_tensor, rate=dropout_prob)
+  return dropout_lib.dropout(input_tensor, dropout_prob)  # keyed inside dropout_lib.dropout_key
 
 
 def create_initializer(initializer_range=0.02):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import modeling_theseus as modeling
+from theseus import dropout as dropout_lib
 from conftest import assign_variables
 
 tf1 = tf.compat.v1
@@ -348,6 +349,31 @@ def test_the_draw_is_kept_out_of_xla_clusters():
   # Compiled by XLA the stateless generator gives other numbers for the same key: what the
   # guard is for (were this equal, the test above would prove nothing).
   assert _draws_under(xla=True, guarded=False) != plain
+
+
+def test_keyed_dropout_masks_are_functions_of_key_and_site():
+  x = np.linspace(1.0, 2.0, 6 * 1001, dtype=np.float32).reshape(6, 1001)  # an odd size
+  with tf.Graph().as_default():
+    key = tf1.placeholder(tf.int64, [2])
+    with dropout_lib.dropout_key(key):
+      first, second = modeling.dropout(x, 0.1), modeling.dropout(x, 0.1)
+    stateful = modeling.dropout(x, 0.1)  # outside a key: tf.nn.dropout
+    with tf1.Session() as sess:
+      a, b = sess.run([first, second], {key: [3, 7]})
+      again, _ = sess.run([first, second], {key: [3, 7]})
+      other, _ = sess.run([first, second], {key: [3, 8]})
+      s1, s2 = sess.run(stateful), sess.run(stateful)
+  np.testing.assert_array_equal(a, again)  # the same key: the same masks
+  kept = a != 0
+  assert not np.array_equal(kept, b != 0)  # another site
+  assert not np.array_equal(kept, other != 0)  # another step
+  assert not np.array_equal(s1, s2)  # the stateful generator moves on
+  # The rate rounded to 2^-16; kept values scaled so that the mean is kept.
+  threshold = round(0.1 * 65536)
+  np.testing.assert_allclose(a[kept], x[kept] * 65536.0 / (65536 - threshold), rtol=1e-6)
+  for masks in (kept, b != 0, other != 0):
+    se = np.sqrt(0.1 * 0.9 / x.size)
+    assert abs(masks.mean() - (1 - threshold / 65536)) < 4 * se, masks.mean()
 
 
 def test_replacement_frequency_and_independence():

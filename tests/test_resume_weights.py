@@ -1,8 +1,9 @@
 """A resumed run ends with the weights of an uninterrupted one, bit for bit, for both apps.
 
-Stage 1 with dropout off is deterministic, so an interrupted run that resumes from its checkpoint,
-and re-reads the data from where it stopped, must end with exactly the tensors (model, Adam
-slots, global_step) of a run that was never interrupted. A resume that restarted the data from
+Stage 1 is deterministic, dropout included (its masks are keyed by (seed, update), like the
+draw), so an interrupted run that resumes from its checkpoint, and re-reads the data from where
+it stopped, must end with exactly the tensors (model, Adam slots, global_step) of a run that was
+never interrupted. A resume that restarted the data from
 the first batch, or training from scratch, would not. The replace rate here grows linearly from 0.2
 (0.2, 0.3, ... 0.7), so the Theseus draw changes from update to update and must also be the same
 after the restart: it and the rate are functions of (seed, update), not of a random state that a
@@ -82,7 +83,8 @@ def _assert_resume_is_exact(make_cfg, task_run_class, tmp_path):
 @pytest.fixture
 def tiny_config_file(tmp_path):
   path = tmp_path / "bert_config.json"
-  path.write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=2)))
+  path.write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=2, hidden_dropout_prob=0.1,
+                                  attention_probs_dropout_prob=0.1)))
   return str(path)
 
 

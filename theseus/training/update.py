@@ -24,6 +24,7 @@ import collections
 import tensorflow as tf
 
 import modeling_theseus as modeling
+from theseus import dropout as dropout_lib
 from theseus import names
 from theseus.training import agreement
 from theseus.training import distribute
@@ -114,7 +115,10 @@ def _replica_gradients(global_batch, num_replicas, num_workers, model_fn, global
   the scaled loss, the scale)."""
   features = distribute.replica_share(global_batch, num_replicas, num_workers)
   draw_counter = tf.cast(global_step, tf.int64) * k + micro_batch
-  loss, terms, replaced = model_fn(features, modeling.replace_draw_seed(seed, draw_counter))
+  # Dropout keyed like the draw, and by the replica (a worker's replicas count on from its first).
+  replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+  with dropout_lib.dropout_key(modeling.replace_draw_seed(seed * 1009 + replica, draw_counter)):
+    loss, terms, replaced = model_fn(features, modeling.replace_draw_seed(seed, draw_counter))
   if replaced is None:
     replaced = tf.zeros([0], tf.bool)
   tvars = train_vars()

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+import modeling_theseus as modeling
 from theseus import names
 from theseus.distillation import losses
 from theseus.errors import TrainingError
@@ -41,7 +42,7 @@ def create_classifier_head(pooled_output, num_labels, is_regression, labels=None
   bias = tf1.get_variable(names.CLASSIFIER_BIAS, [num_labels],
                           initializer=tf1.zeros_initializer())
   if dropout_prob:
-    pooled_output = tf.nn.dropout(pooled_output, rate=dropout_prob)
+    pooled_output = modeling.dropout(pooled_output, dropout_prob)
   logits = tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)  # [B, C]
   if labels is not None:
     labels = tf.reshape(labels, [-1])
