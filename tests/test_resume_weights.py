@@ -3,11 +3,11 @@
 Stage 1 is deterministic, dropout included (its masks are keyed by (seed, update), like the
 draw), so an interrupted run that resumes from its checkpoint, and re-reads the data from where
 it stopped, must end with exactly the tensors (model, Adam slots, global_step) of a run that was
-never interrupted. A resume that restarted the data from
-the first batch, or training from scratch, would not. The replace rate here grows linearly from 0.2
-(0.2, 0.3, ... 0.7), so the Theseus draw changes from update to update and must also be the same
-after the restart: it and the rate are functions of (seed, update), not of a random state that a
-new process starts afresh. A finished run started again trains no more.
+never interrupted. A resume that restarted the data from the first batch, or training from
+scratch, would not. The replace rate here grows linearly from 0.2 (0.2, 0.3, ... 0.7), so the
+Theseus draw changes from update to update and must also be the same after the restart: it and
+the rate are functions of (seed, update), not of a random state that a new process starts
+afresh. A finished run started again trains no more.
 """
 
 import collections

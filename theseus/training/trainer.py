@@ -233,8 +233,6 @@ def build_train_graph(model, training, replacing, kd, scale, bert_config, task, 
         num_shards=cluster.num_workers)
     # This worker's rows of the global batch (all of it in one process).
     features = tf1.data.make_one_shot_iterator(dataset).get_next()
-    if cluster.worker_index:  # every worker its own dropout; the same data order and draws
-      tf1.set_random_seed(training.seed + 7919 * cluster.worker_index)
     with cluster.strategy.scope():
       step, rate = _build_step(model, training, replacing, kd, scale, bert_config, task, plan,
                                cluster, features)

@@ -41,8 +41,7 @@ def create_classifier_head(pooled_output, num_labels, is_regression, labels=None
                              initializer=tf1.truncated_normal_initializer(stddev=0.02))
   bias = tf1.get_variable(names.CLASSIFIER_BIAS, [num_labels],
                           initializer=tf1.zeros_initializer())
-  if dropout_prob:
-    pooled_output = modeling.dropout(pooled_output, dropout_prob)
+  pooled_output = modeling.dropout(pooled_output, dropout_prob)
   logits = tf.nn.bias_add(tf.matmul(pooled_output, weights, transpose_b=True), bias)  # [B, C]
   if labels is not None:
     labels = tf.reshape(labels, [-1])

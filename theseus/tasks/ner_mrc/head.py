@@ -55,8 +55,7 @@ def create_mrc_head(sequence_output, context_mask, start_labels=None, end_labels
         initializer=tf.compat.v1.truncated_normal_initializer(stddev=initializer_range))
     bias = tf.compat.v1.get_variable("bias", [2], initializer=tf.compat.v1.zeros_initializer())
 
-  if dropout_prob and dropout_prob > 0.0:
-    sequence_output = modeling.dropout(sequence_output, dropout_prob)
+  sequence_output = modeling.dropout(sequence_output, dropout_prob)
   shape = tf.shape(sequence_output)
   batch_size, seq_length = shape[0], shape[1]
   flat = tf.reshape(sequence_output, [-1, hidden_size])
