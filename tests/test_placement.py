@@ -122,3 +122,20 @@ def test_every_op_on_a_gpu_has_a_gpu_kernel(runs, head, mode):
 def test_sessions_allow_soft_placement():
   assert distribute.session_config(0, False).allow_soft_placement
   assert distribute.session_config(2, True).allow_soft_placement
+
+
+def test_the_kernel_check_goes_by_type_attributes():
+  graph = tf.Graph()
+  with graph.as_default(), tf.device("/gpu:0"):
+    floats = tf.constant([[1.0]], name="floats")
+    tf.matmul(floats, floats, name="float_matmul")
+    half = tf.cast(floats, tf.float16, name="half")
+    tf.matmul(half, half, name="half_matmul")
+    ints = tf.constant([[1]], tf.int32, name="ints")
+    tf.matmul(ints, ints, name="int_matmul")  # an int32 Const has one, an int32 MatMul not
+    tf.strings.length(tf.constant("text", name="text"), name="text_length")
+  # The same types again after a first verdict: the answer stays per op.
+  assert [name for name, _, _ in placement.ops_without_gpu_kernel(graph)] == [
+      "int_matmul", "text", "text_length"]
+  assert [name for name, _, _ in placement.ops_without_gpu_kernel(graph)] == [
+      "int_matmul", "text", "text_length"]

@@ -10,34 +10,50 @@ this check keeps the graph from needing that (an op moved to the host every step
 from tensorflow.python.framework import kernels
 
 _GPU_DEVICE_TYPES = ("GPU", "DEFAULT")  # DEFAULT kernels run on any device
-_cache = {}
+_kernels_cache = {}
+_verdict_cache = {}
 
 
 def _kernels(op_type):
-  if op_type not in _cache:
-    _cache[op_type] = [k for k in kernels.get_registered_kernels_for_op(op_type).kernel
-                       if k.device_type in _GPU_DEVICE_TYPES]
-  return _cache[op_type]
+  """(constrained attribute names, [{name: allowed type enums}] one per GPU kernel) of op_type."""
+  if op_type not in _kernels_cache:
+    kernels_allowed = []
+    for kernel in kernels.get_registered_kernels_for_op(op_type).kernel:
+      if kernel.device_type not in _GPU_DEVICE_TYPES:
+        continue
+      allowed = {c.name: frozenset(c.allowed_values.list.type) for c in kernel.constraint
+                 if c.allowed_values.list.type}
+      kernels_allowed.append(allowed)
+    names = sorted({name for allowed in kernels_allowed for name in allowed})
+    _kernels_cache[op_type] = (names, kernels_allowed)
+  return _kernels_cache[op_type]
 
 
-def _satisfies(op, kernel):
-  """Whether the op's type attributes are among those the kernel was registered for."""
-  for constraint in kernel.constraint:
-    allowed = list(constraint.allowed_values.list.type)
-    if not allowed:
-      continue
+def _type_attrs(op, names):
+  """{name: tuple of type enums} of the op's attributes `names` (None when the op lacks one)."""
+  values = {}
+  for name in names:
     try:
-      value = op.get_attr(constraint.name)
+      value = op.get_attr(name)
     except ValueError:
-      return False
-    values = value if isinstance(value, list) else [value]
-    if any(getattr(v, "as_datatype_enum", v) not in allowed for v in values):
-      return False
-  return True
+      values[name] = None
+      continue
+    value = value if isinstance(value, list) else [value]
+    values[name] = tuple(getattr(v, "as_datatype_enum", v) for v in value)
+  return values
 
 
 def has_gpu_kernel(op):
-  return any(_satisfies(op, kernel) for kernel in _kernels(op.type))
+  """Whether a GPU (or any-device) kernel was registered for the op's type attributes."""
+  names, kernels_allowed = _kernels(op.type)
+  values = _type_attrs(op, names)
+  key = (op.type, tuple(values[name] for name in names))
+  if key not in _verdict_cache:
+    _verdict_cache[key] = any(
+        all(values[name] is not None and all(v in allowed[name] for v in values[name])
+            for name in allowed)
+        for allowed in kernels_allowed)
+  return _verdict_cache[key]
 
 
 def ops_without_gpu_kernel(graph):
