@@ -78,8 +78,25 @@ def world(shared_data_dir, minilm_dir, tmp_path_factory):
   world = {"root": root, "data": make_task_dir(shared_data_dir, root, "mrpc"),
            "config": str(config), "vocab": os.path.join(minilm_dir, "vocab.txt")}
   world["teacher"] = _train(world, "teacher", suc_layers=0, learning_rate=1e-3)
-  world["teacher2"] = _train(world, "teacher2", suc_layers=0, learning_rate=1e-3, seed=9)
+  world["teacher2"] = _perturbed_copy(world["teacher"], str(root / "teacher2" / "model.ckpt"))
   return world
+
+
+def _perturbed_copy(checkpoint, path, scale=0.2):
+  """A second teacher: `checkpoint`'s weights with noise of `scale` x their spread, under the
+  same names (a training run of its own would cost as much as the tests that use it)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  rng = np.random.RandomState(9)
+  with tf.Graph().as_default():
+    variables = {}
+    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
+      value = reader.get_tensor(name)
+      if value.dtype == np.float32:
+        value = value + scale * (value.std() + 1e-3) * rng.randn(*shape).astype(np.float32)
+      variables[name] = tf1.Variable(value, name="var_%d" % len(variables))
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      return tf1.train.Saver(variables).save(sess, path, write_meta_graph=False)
 
 
 def _cfg(world, output_dir, **changes):
