@@ -19,7 +19,9 @@ run (the same number of updates).
 Every run is the real run_classifier.py command line with --evaluate_during_training, so the dev
 metric is recorded at every checkpoint (eval_history.jsonl). The table reports the metric of the
 *final* checkpoint of each method (no selection on dev), mean and sample standard deviation (n - 1)
-over seeds, and retention = successor / predecessor. A PNG per task plots the dev metric against updates, with
+over seeds, and retention = successor / predecessor; then each Theseus method minus each
+truncation baseline, paired by seed (both start from that seed's predecessor), with the standard
+error of that mean. A PNG per task plots the dev metric against updates, with
 the replace rate on a second axis.
 
   python benchmarks/quality.py --tasks=mrpc,sst-2,rte --seeds=1,2,3
@@ -304,6 +306,26 @@ def spread(values):
   return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
+def paired_difference(values, method, baseline):
+  """(mean, standard error, per-seed list) of values[method] - values[baseline], seed by seed
+  (the runs of one seed share their predecessor); the standard error is 0 for a single seed."""
+  diffs = np.asarray(values[method], np.float64) - np.asarray(values[baseline], np.float64)
+  return float(diffs.mean()), spread(diffs) / np.sqrt(diffs.size), diffs.tolist()
+
+
+PAIRS = [(m, b) for m in ("theseus_const", "theseus_kd", "theseus_module")
+         for b in ("truncation", "truncation_kd")]
+
+
+def print_pairs(values):
+  """Each Theseus method against each truncation baseline of the same sweep, paired by seed."""
+  for method, baseline in PAIRS:
+    if method in values and baseline in values:
+      mean, se, diffs = paired_difference(values, method, baseline)
+      print("%s - %s: %+.4f (standard error %.4f; by seed %s)" % (
+          method, baseline, mean, se, ", ".join("%+.4f" % d for d in diffs)))
+
+
 def final_metric(history, main_metric):
   """The metric of the last evaluation (for two-stage histories: of the stage-2 run)."""
   return history[-1][1][main_metric]
@@ -416,6 +438,7 @@ def main():
         v = np.array(r["accuracy_values"][method])
         print("%-18s acc %8.4f %8.4f %9.1f%%" % (method, v.mean(), spread(v),
                                                  100 * v.mean() / pred_acc))
+    print_pairs(r["values"])
 
 
 if __name__ == "__main__":

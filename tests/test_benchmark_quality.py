@@ -1,10 +1,12 @@
-"""Tests for benchmarks/quality.py's bookkeeping: settings stamps and the spread over seeds."""
+"""Tests for benchmarks/quality.py's bookkeeping: settings stamps, the spread over seeds and the
+differences paired by seed."""
 
 import argparse
 import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
@@ -107,3 +109,19 @@ def test_ablation_notes_name_only_the_settings_changed_from_the_defaults():
       "ablation: successors start from predecessor layers chosen by group_first",
       "ablation: stage 1 learning rate 0.0001",
       "ablation: stage 2 learning rate 5e-05"]
+
+
+def test_paired_difference_is_by_seed(capsys):
+  quality = load_quality()
+  values = {"theseus_module": [0.80, 0.85, 0.83], "truncation_kd": [0.82, 0.83, 0.81],
+            "predecessor": [0.9, 0.9, 0.9]}
+  mean, se, diffs = quality.paired_difference(values, "theseus_module", "truncation_kd")
+  assert diffs == pytest.approx([-0.02, 0.02, 0.02])
+  assert mean == pytest.approx(0.02 / 3)
+  # sample sd of the differences / sqrt(3)
+  assert se == pytest.approx(np.std([-0.02, 0.02, 0.02], ddof=1) / 3 ** 0.5)
+  assert quality.paired_difference({"a": [0.5], "b": [0.25]}, "a", "b") == (0.25, 0.0, [0.25])
+  quality.print_pairs(values)
+  assert capsys.readouterr().out.strip() == (
+      "theseus_module - truncation_kd: +0.0067 (standard error 0.0133; by seed -0.0200, +0.0200, "
+      "+0.0200)")
