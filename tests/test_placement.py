@@ -35,8 +35,8 @@ MODES = {
 # Two predecessor layers, two successor modules of one layer each: every op kind of the 4 -> 2
 # runs (the check is per op, so more layers add nothing but graph-building time).
 CONFIG = dict(TINY_CONFIG, num_hidden_layers=2)
-# Every mode once, every head at least once: the ops of a mode (accumulation, loss scaling, the
-# draw, distillation, bf16 casts) do not depend on the head, and a head's ops not on the mode.
+# Every mode and every head, each head in a reduced precision at least: the ops a mode adds
+# (accumulation, loss scaling, the draw, distillation) do not depend on the head.
 CASES = [("classifier", "plain_fp32"), ("classifier", "stage1_distilled_bf16"),
          ("classifier", "stage2_fp16"), ("squad", "stage1_distilled_bf16"),
          ("ner_mrc", "stage1_accumulation_fp16")]
