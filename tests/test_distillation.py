@@ -85,18 +85,16 @@ def world(shared_data_dir, minilm_dir, tmp_path_factory):
 def _perturbed_copy(checkpoint, path, scale=0.2):
   """A second teacher: `checkpoint`'s weights with noise of `scale` x their spread, under the
   same names (a training run of its own would cost as much as the tests that use it)."""
-  reader = tf.train.load_checkpoint(checkpoint)
+  from theseus.training import checkpoints  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(9)
-  with tf.Graph().as_default():
-    variables = {}
-    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
-      value = reader.get_tensor(name)
-      if value.dtype == np.float32:
-        value = value + scale * (value.std() + 1e-3) * rng.randn(*shape).astype(np.float32)
-      variables[name] = tf1.Variable(value, name="var_%d" % len(variables))
-    with tf1.Session() as sess:
-      sess.run(tf1.global_variables_initializer())
-      return tf1.train.Saver(variables).save(sess, path, write_meta_graph=False)
+  tensors = checkpoints.read_checkpoint(checkpoint)
+  for name, value in tensors.items():
+    if value.dtype == np.float32:
+      tensors[name] = value + scale * (value.std() + 1e-3) * rng.randn(*value.shape).astype(
+          np.float32)
+  os.makedirs(os.path.dirname(path))
+  checkpoints.write_checkpoint(tensors, path)
+  return path
 
 
 def _cfg(world, output_dir, **changes):
