@@ -1,6 +1,10 @@
 """What the replicas of a cluster agree on, on two mirrored CPU replicas in one process: a NaN
 loss on one replica stops every replica at that step; replicas holding different weights after a
-restore are refused with one line."""
+restore are refused with one line; a failed cluster step names a worker whose port closes while
+the others look, and says in one line what TensorFlow reported."""
+
+import socket
+import threading
 
 import numpy as np
 import pytest
@@ -77,3 +81,57 @@ def test_replicas_holding_different_weights_after_a_restore_are_refused():
   assert str(e.value).startswith(
       "the workers do not hold the same model after restoring ckpt-4: worker 0 is at "
       "global_step 0 (weights checksum 3), the cluster's mean is global_step 0.0 (checksum 3.5)")
+
+
+def _graph_error():
+  """The InvalidArgumentError a session run raises, as TensorFlow formats it (with the stack)."""
+  with tf.Graph().as_default():
+    x = tf1.placeholder(tf.float32, [None])
+    y = tf.reshape(x, [3])
+    with tf1.Session() as sess:
+      try:
+        sess.run(y, {x: [1.0, 2.0]})
+      except tf.errors.InvalidArgumentError as e:
+        return e
+  raise AssertionError("the reshape ran")
+
+
+def test_a_failed_step_says_what_tensorflow_reported_in_one_line():
+  error = _graph_error()
+  assert "File " in error.message  # the stack the line must not carry
+  assert agreement.error_summary(error) == (
+      "InvalidArgumentError: Input to reshape is a tensor with 2 values, but the requested "
+      "shape has 3")
+
+
+def test_a_worker_whose_port_closes_after_the_step_failed_is_named():
+  """A killed worker's port can still accept a connection just after its peers' step failed."""
+  dying = socket.socket()
+  dying.bind(("127.0.0.1", 0))
+  dying.listen(8)
+  address = "127.0.0.1:%d" % dying.getsockname()[1]
+  workers = ["127.0.0.1:1", address]  # index 0 is this worker: never probed
+  timer = threading.Timer(1.0, dying.close)
+  timer.start()
+  try:
+    line = str(agreement.worker_gone(_graph_error(), workers, 0, 7, 20))
+  finally:
+    timer.cancel()
+    dying.close()
+  assert line.startswith("worker 1 (%s) stopped answering during step 7; this worker stops "
+                         "too." % address), line
+
+
+def test_workers_that_keep_answering_are_said_to_answer():
+  alive = socket.socket()
+  alive.bind(("127.0.0.1", 0))
+  alive.listen(8)
+  try:
+    line = str(agreement.worker_gone(_graph_error(), ["127.0.0.1:1", "127.0.0.1:%d" %
+                                                      alive.getsockname()[1]], 0, 7, 20,
+                                     settle_s=1.0))
+  finally:
+    alive.close()
+  assert line == ("step 7 of the cluster failed or waited more than 20 s (--step_timeout_s) for "
+                  "the other workers, which still answer: InvalidArgumentError: Input to reshape "
+                  "is a tensor with 2 values, but the requested shape has 3")

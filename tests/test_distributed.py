@@ -416,7 +416,9 @@ def test_a_worker_that_hangs_ends_the_step_after_the_step_timeout(world):
   line, _ = _chief_error_after(world, "hung", lambda worker: os.kill(worker.pid, signal.SIGSTOP),
                                step_timeout_s=10)
   assert re.match(r"error: step \d+ of the cluster failed or waited more than 10 s "
-                  r"\(--step_timeout_s\) for the other workers, which still answer", line), line
+                  r"\(--step_timeout_s\) for the other workers, which still answer: "
+                  r"DeadlineExceededError: [^\n]*$", line), line
+  assert "File " not in line, line
 
 
 @pytest.mark.parametrize("gpus, num_workers, per_worker, expected", [

@@ -8,10 +8,14 @@
   NaN / Inf on any replica makes it NaN / Inf on every one, so all stop at the same step instead
   of the others waiting for the one that stopped.
 * `worker_gone`: when a cluster step fails or times out (the sessions' operation timeout is
-  --step_timeout_s), the line that names the worker that no longer answers.
+  --step_timeout_s), the line that names the worker that no longer answers. A killed worker's
+  port may accept connections for a moment after its peers saw the step fail (its process is
+  still being torn down), so the workers are asked again for a few seconds before the line says
+  they all answer.
 """
 
 import socket
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -83,9 +87,30 @@ def unreachable_workers(workers, index, timeout_s=2.0):
   return gone
 
 
-def worker_gone(error, workers, index, step, timeout_s):
-  """The TrainingError of a cluster step that failed with `error` (a tf.errors.OpError)."""
+def error_summary(error):
+  """`error` (a tf.errors.OpError) in one short line: its class and what TensorFlow said, without
+  the Python stack a graph error carries ("Detected at node ... File ...")."""
+  kept = []
+  for line in str(getattr(error, "message", error)).splitlines():
+    text = line.strip()
+    if (not text or line[:1].isspace() or text.startswith(("Detected at node", "Node:", "[[",
+                                                           "Graph execution error")) or
+        text.endswith("(most recent call last):")):
+      continue
+    kept.append(text)
+  return "%s: %s" % (type(error).__name__, " ".join(" ".join(kept).split())[:300])
+
+
+def worker_gone(error, workers, index, step, timeout_s, settle_s=5.0):
+  """The TrainingError of a cluster step that failed with `error` (a tf.errors.OpError).
+
+  The other workers are probed until one does not answer or `settle_s` seconds have passed.
+  """
+  deadline = time.monotonic() + settle_s
   gone = unreachable_workers(workers, index)
+  while not gone and time.monotonic() < deadline:
+    time.sleep(0.5)
+    gone = unreachable_workers(workers, index)
   step = "?" if step is None else step
   if gone:
     names = ", ".join("worker %d (%s)" % pair for pair in gone)
@@ -94,5 +119,4 @@ def worker_gone(error, workers, index, step, timeout_s):
         "with the same command: they resume from the newest checkpoint" % (names, step))
   return TrainingError(
       "step %s of the cluster failed or waited more than %d s (--step_timeout_s) for the "
-      "other workers, which still answer: %s" % (step, timeout_s,
-                                                 " ".join(str(error).split())[:300]))
+      "other workers, which still answer: %s" % (step, timeout_s, error_summary(error)))
