@@ -33,6 +33,7 @@ import tensorflow as tf
 from tensorflow.python.ops import cond_v2  # pylint: disable=g-direct-tensorflow-import
 
 from theseus import dropout as dropout_lib
+from theseus import layer_norm as layer_norm_lib
 from theseus import names
 from theseus.stage import SUC_INIT_RULES
 from theseus.stage import Stage
@@ -182,14 +183,12 @@ def create_initializer(initializer_range=0.02):
 
 
 def apply_layer_norm(input_tensor, beta, gamma, epsilon=1e-12):
-  """LayerNorm over the last axis with given beta / gamma variables, computed in float32.
+  """LayerNorm over the last axis with given beta / gamma variables, computed in float32
+  (element-wise, or fused inside theseus.layer_norm.fused_layer_norms()).
 
   Returns a Tensor of input_tensor's dtype.
   """
-  x = tf.cast(input_tensor, tf.float32)
-  mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-  output = (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
-  return tf.cast(output, input_tensor.dtype)
+  return layer_norm_lib.layer_norm(input_tensor, beta, gamma, epsilon)
 
 
 def create_layer_norm_variables(name, width):

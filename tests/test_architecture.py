@@ -3,7 +3,8 @@ faces at the top level, and no settings object filled from every flag.
 
 Layers, lowest first (a module imports modules of its own layer or lower; never higher):
   0 foundations (no TensorFlow): errors, files, names, stage, cli, config.declare, config.groups
-  1 the model and the tokenizer: modeling_theseus (and its keyed dropout), tokenization
+  1 the model and the tokenizer: modeling_theseus (its keyed dropout and LayerNorm forms),
+    tokenization
   2 pieces of a run: training.{optimizer, distribute, input_pipeline, checkpoints}, tasks.base,
     distillation.losses, config.checks
   3 training.{update, evaluation, keeper}
@@ -26,7 +27,7 @@ from conftest import REPO_ROOT
 LAYERS = [
     (0, ("theseus", "theseus.errors", "theseus.files", "theseus.names", "theseus.stage",
          "theseus.cli", "theseus.config", "theseus.config.declare", "theseus.config.groups")),
-    (1, ("modeling_theseus", "theseus.dropout", "tokenization")),
+    (1, ("modeling_theseus", "theseus.dropout", "theseus.layer_norm", "tokenization")),
     (2, ("theseus.training", "theseus.training.optimizer", "theseus.training.distribute",
          "theseus.training.input_pipeline", "theseus.training.checkpoints", "theseus.tasks",
          "theseus.tasks.base",

@@ -1,5 +1,6 @@
 """Tests of modeling_theseus.py: names, equivalence, branch execution, draws, schedules, init maps."""
 
+import contextlib
 import math
 import os
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 import modeling_theseus as modeling
 from theseus import dropout as dropout_lib
+from theseus import layer_norm as layer_norm_lib
 from conftest import assign_variables
 
 tf1 = tf.compat.v1
@@ -121,6 +123,60 @@ def test_activations_are_the_formulas_google_and_hugging_face_use():
                       "gelu_exact": modeling.get_activation("gelu_exact")(t)})
   np.testing.assert_allclose(got["gelu"], tanh_gelu, rtol=0, atol=2e-6)
   np.testing.assert_allclose(got["gelu_exact"], exact_gelu, rtol=0, atol=2e-6)
+
+
+def _onednn_on():
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  return _pywrap_util_port.IsMklEnabled()
+
+
+def test_both_layer_norm_forms_are_the_formula():
+  rng = np.random.RandomState(0)
+  x = (3.0 * rng.randn(3, 5, 16) + 1.0).astype(np.float32)
+  beta, gamma = rng.randn(16).astype(np.float32), rng.randn(16).astype(np.float32)
+  want = ((x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12) * gamma +
+          beta)
+  for fused in (False, True):
+    with tf.Graph().as_default() as graph:
+      inputs = tf1.placeholder(tf.float32, [None, None, 16])
+      with layer_norm_lib.fused_layer_norms() if fused else contextlib.nullcontext():
+        outputs = [modeling.apply_layer_norm(inputs, beta, gamma),
+                   modeling.apply_layer_norm(tf.reshape(inputs, [-1, 16]), beta, gamma),
+                   modeling.apply_layer_norm(tf.cast(inputs, tf.bfloat16), beta, gamma)]
+      assert ("FusedBatchNormV3" in {op.type for op in graph.get_operations()}) == fused
+      assert [o.dtype for o in outputs] == [tf.float32, tf.float32, tf.bfloat16]
+      with tf1.Session() as sess:
+        three_d, two_d, bf16 = sess.run([outputs[0], outputs[1], tf.cast(outputs[2], tf.float32)],
+                                        {inputs: x})
+    np.testing.assert_allclose(three_d, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(two_d, want.reshape(-1, 16), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(bf16, want, rtol=0, atol=0.1)  # bf16 input: 8 bits of mantissa
+
+
+def test_the_fused_form_is_one_op_in_an_inference_graph_with_onednn():
+  config = tiny_config()
+  with tf.Graph().as_default():
+    # Shapes known only when run, as in a SavedModel (static ones fold the Fill ops the rewrite
+    # matches into constants).
+    ids, mask, segments = (tf1.placeholder(tf.int32, [None, None]) for _ in range(3))
+    plain = modeling.BertModel(config, False, ids, mask, segments).get_sequence_output()
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):  # the same weights
+      with layer_norm_lib.fused_layer_norms():
+        fused = modeling.BertModel(config, False, ids, mask, segments,
+                                   scope="bert").get_sequence_output()
+    outputs, kinds = [], []
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for output in (plain, fused):
+        meta = tf1.RunMetadata()
+        outputs.append(sess.run(output, dict(zip((ids, mask, segments), random_inputs())),
+                                options=tf1.RunOptions(output_partition_graphs=True),
+                                run_metadata=meta))
+        kinds.append([node.op for graph in meta.partition_graphs for node in graph.node])
+  np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-5)
+  # 2 per layer and the embeddings'; TensorFlow rewrites them only with oneDNN on.
+  assert kinds[1].count("_MklLayerNorm") == (2 * L + 1 if _onednn_on() else 0), kinds[1]
+  assert "_MklLayerNorm" not in kinds[0]
 
 
 def test_predecessor_variable_names_are_google_bert_names():

@@ -88,6 +88,23 @@ def test_tflite_float_equals_the_saved_model_and_int8_agrees(sst2_export, shared
   assert agreement >= 0.98, agreement
 
 
+def test_the_saved_model_has_fused_layer_norms_and_the_tflite_file_element_wise_ones(sst2_export):
+  """theseus/layer_norm.py: the form oneDNN fuses where TensorFlow serves, the form TFLite's
+  converter keeps small in the TFLite files (the fused one would add FILL, REDUCE_PROD, ...)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  export_dir, _, _ = sst2_export
+  assert not os.path.exists(os.path.join(export_dir, "tflite_source"))
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session() as sess:
+    tf.compat.v1.saved_model.loader.load(sess, ["serve"], os.path.join(export_dir, "saved_model"))
+    kinds = [op.type for op in graph.get_operations()]
+  assert kinds.count("FusedBatchNormV3") == 13  # the embeddings' and 2 in each of 6 layers
+  for name in ("model.tflite", "model_int8.tflite"):
+    interpreter = tf.lite.Interpreter(model_path=os.path.join(export_dir, name))
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    builtins = {op["op_name"] for op in ops}
+    assert "SQUARED_DIFFERENCE" in builtins and not builtins & {"FILL", "REDUCE_PROD"}, builtins
+
+
 def test_predict_py_labels_equal_run_classifier_do_predict(sst2_export, shared_data_dir, tmp_path):
   export_dir, run_dir, _ = sst2_export
   with open(os.path.join(run_dir, "test_results.json"), encoding="utf-8") as f:

@@ -3,9 +3,10 @@ weights), with the SavedModel's `serving_default` signature (same inputs and out
 length dynamic).
 
 TensorFlow's converter keeps the signature only when it runs eagerly, and the run scripts build
-graphs with eager execution off, so a run converts in a child Python process
-(`convert_in_child`: `python -m theseus.export.tflite EXPORT_DIR`) that ends with its parent;
-convert_checkpoint.py --mode=tflite converts in its own process.
+graphs with eager execution off, so a run converts in a child Python process (`convert_in_child`:
+`python -m theseus.export.tflite EXPORT_DIR [SAVED_MODEL_DIR]`) that ends with its parent;
+convert_checkpoint.py --mode=tflite converts in its own process. An export converts a SavedModel
+with element-wise LayerNorms (theseus/layer_norm.py), written for the conversion alone.
 """
 
 import collections
@@ -27,8 +28,9 @@ _PR_SET_PDEATHSIG = 1
 _RESULT_PREFIX = "tflite sizes: "
 
 
-def write_tflite(export_dir):
-  """Converts `<export_dir>/saved_model` into the TFLITE_FILES next to it (eager only).
+def write_tflite(export_dir, saved_model_dir=None):
+  """Converts `saved_model_dir` (default `<export_dir>/saved_model`) into the TFLITE_FILES in
+  export_dir (eager only).
 
   Returns:
     dict file name -> size in bytes.
@@ -40,7 +42,8 @@ def write_tflite(export_dir):
   sizes = collections.OrderedDict()
   for name, quantized in TFLITE_FILES.items():
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        os.path.join(export_dir, "saved_model"), signature_keys=[SIGNATURE_KEY])
+        saved_model_dir or os.path.join(export_dir, "saved_model"),
+        signature_keys=[SIGNATURE_KEY])
     if quantized:
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     model = converter.convert()
@@ -63,8 +66,9 @@ def _die_with_parent(parent_pid):
     os._exit(1)  # pylint: disable=protected-access
 
 
-def convert_in_child(export_dir):
-  """write_tflite in a fresh Python process, which ends when this process ends.
+def convert_in_child(export_dir, saved_model_dir=None):
+  """write_tflite(export_dir, saved_model_dir) in a fresh Python process, which ends when this
+  process ends.
 
   Returns:
     dict file name -> size in bytes.
@@ -77,7 +81,8 @@ def convert_in_child(export_dir):
   env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
   parent_pid = os.getpid()
   result = subprocess.run(
-      [sys.executable, "-m", "theseus.export.tflite", export_dir], env=env,
+      [sys.executable, "-m", "theseus.export.tflite", export_dir] + (
+          [saved_model_dir] if saved_model_dir else []), env=env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
       preexec_fn=lambda: _die_with_parent(parent_pid))
   lines = result.stdout.strip().splitlines()
@@ -89,7 +94,7 @@ def convert_in_child(export_dir):
 
 
 def _main(argv):
-  sizes = write_tflite(argv[1])
+  sizes = write_tflite(*argv[1:3])
   print(_RESULT_PREFIX + json.dumps(sizes))
 
 

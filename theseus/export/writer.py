@@ -12,6 +12,7 @@ the new one is complete.
 """
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 import modeling_theseus as modeling
 from theseus import files
+from theseus import layer_norm
 from theseus import names
 from theseus.export import tflite
 from theseus.export.layout import EXPORT_INFO_FILE
@@ -66,12 +68,17 @@ def export_model(bert_config, task, task_kind, stage, suc_init, vocab_path, chec
   checkpoint_prefix = os.path.join(tmp, "bert_model.ckpt")
   checkpoints.write_checkpoint(values, checkpoint_prefix)
   serving = _write_saved_model(export_config, task, checkpoint_prefix,
-                               os.path.join(tmp, "saved_model"))
+                               os.path.join(tmp, "saved_model"), fused_layer_norms=True)
   info = {"task": task_kind, "num_hidden_layers": num_layers, "source_checkpoint": checkpoint,
           "parameters": int(sum(np.prod(v.shape) for v in values.values())),
           "serving_outputs": sorted(serving), "untrained_variables": untrained}
   if with_tflite:
-    info["tflite_bytes"] = tflite.convert_in_child(tmp)
+    # TFLite's converter turns the fused LayerNorm form into more ops than the element-wise one:
+    # it converts a SavedModel of its own, removed once the files are written.
+    source = os.path.join(tmp, "tflite_source")
+    _write_saved_model(export_config, task, checkpoint_prefix, source, fused_layer_norms=False)
+    info["tflite_bytes"] = tflite.convert_in_child(tmp, source)
+    shutil.rmtree(source)
   for name, text in (extra_files or {}).items():
     with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
       f.write(text)
@@ -123,15 +130,18 @@ def _inference_values(bert_config, task, stage, suc_init, checkpoint):
               names.exported_name(n) for n in missing)
 
 
-def _write_saved_model(export_config, task, checkpoint_prefix, saved_model_dir):
-  """The plain export_config BERT + head, restored from checkpoint_prefix, as a SavedModel.
+def _write_saved_model(export_config, task, checkpoint_prefix, saved_model_dir,
+                       fused_layer_norms):
+  """The plain export_config BERT + head, restored from checkpoint_prefix, as a SavedModel, its
+  LayerNorms in the form oneDNN fuses or not (theseus/layer_norm.py).
 
   Returns the dict of serving outputs (name -> Tensor) of the signature.
   """
   graph = tf.Graph()
   with graph.as_default():
     inputs = {name: tf1.placeholder(tf.int32, [None, None], name) for name in INPUT_NAMES}
-    _, _, outputs = base.build_model(export_config, task, dict(inputs), False, Stage.of(0))
+    with layer_norm.fused_layer_norms() if fused_layer_norms else contextlib.nullcontext():
+      _, _, outputs = base.build_model(export_config, task, dict(inputs), False, Stage.of(0))
     serving = task.serving_outputs(outputs)
     saver = tf1.train.Saver(tf1.global_variables())
     with tf1.Session() as sess:

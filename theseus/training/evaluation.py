@@ -2,7 +2,8 @@
 
 The `Evaluator` builds its graph once and is pointed at one checkpoint after another (the
 training loop evaluates every saved checkpoint with it). With suc_layers > 0 the graph is the
-successor alone, as it will be shipped.
+successor alone, as it will be shipped, with the LayerNorm form the export's SavedModel has
+(theseus/layer_norm.py).
 """
 
 import json
@@ -12,6 +13,7 @@ import time
 import tensorflow as tf
 
 from theseus import files
+from theseus import layer_norm
 from theseus.errors import InputDataError
 from theseus.tasks import base
 from theseus.training import checkpoints
@@ -42,8 +44,9 @@ class Evaluator(object):
                                             is_training=False)
       self.iterator = tf1.data.make_initializable_iterator(dataset)
       features = self.iterator.get_next()
-      _, self.loss, self.outputs = base.build_model(bert_config, task, features, False,
-                                                    stage.inference_stage)
+      with layer_norm.fused_layer_norms():
+        _, self.loss, self.outputs = base.build_model(bert_config, task, features, False,
+                                                      stage.inference_stage)
       self.fetch = dict(self.outputs)
       self.fetch["__index"] = features[task.index_key][:, 0]
       self.fetch["__length"] = tf.reduce_sum(features["input_mask"], axis=1)
