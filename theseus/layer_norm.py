@@ -1,14 +1,14 @@
 """LayerNorm in the two forms TensorFlow runs differently: element-wise, and as one fused op.
 
 `layer_norm` is google-research/bert's LayerNorm over the last axis, computed in float32. Built
-plainly it is element-wise (mean, variance, rsqrt and four passes over the tensor), the form a
-training step runs fastest. Inside `with fused_layer_norms():` it is written as Keras writes
-its LayerNorm, the rows of the input as the channels of an NCHW FusedBatchNormV3 in training
-mode, which TensorFlow's oneDNN graph rewrite replaces by one _MklLayerNorm op in an inference
-graph: an inference pass of the embedded model at batch 32 x 128 is 7-9% faster
-(benchmarks/layer_norm_fusion.py), outputs within 3e-6 of the element-wise form. In a training
-graph nothing is rewritten and the fused form is slower, so only inference graphs are built
-inside it.
+plainly it is element-wise (mean, variance, rsqrt and four passes over the tensor), the form
+google-research/bert writes and TFLite runs fastest. Inside `with fused_layer_norms():` it is
+written as Keras writes its LayerNorm, the rows of the input as the channels of an NCHW
+FusedBatchNormV3 in training mode, which TensorFlow's oneDNN graph rewrite replaces by one
+_MklLayerNorm op in an inference graph: an inference pass of the embedded model at batch
+32 x 128 is about 9% faster (benchmarks/layer_norm_fusion.py), outputs within 3e-6 of the
+element-wise form. A training graph is not rewritten (its step measured within noise of the
+element-wise form's), so only inference graphs are built inside it.
 """
 
 import contextlib
@@ -48,7 +48,7 @@ def _normalise_rows_as_batch_norm(x, epsilon):
   (each channel normalised by its own mean and variance), unit scale, zero offset."""
   shape = tf.shape(x)
   rows = tf.reduce_prod(shape[:-1])
-  as_channels = tf.reshape(x, tf.stack([1, rows, tf.shape(x)[-1], 1]))
+  as_channels = tf.reshape(x, tf.stack([1, rows, shape[-1], 1]))
   normalised = tf.raw_ops.FusedBatchNormV3(
       x=as_channels, scale=tf.fill([rows], 1.0), offset=tf.fill([rows], 0.0),
       mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32), epsilon=epsilon,
