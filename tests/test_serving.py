@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -99,7 +100,9 @@ def test_the_saved_model_has_fused_layer_norms_and_the_tflite_file_element_wise_
     kinds = [op.type for op in graph.get_operations()]
   assert kinds.count("FusedBatchNormV3") == 13  # the embeddings' and 2 in each of 6 layers
   for name in ("model.tflite", "model_int8.tflite"):
-    interpreter = tf.lite.Interpreter(model_path=os.path.join(export_dir, name))
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
+      interpreter = tf.lite.Interpreter(model_path=os.path.join(export_dir, name))
     ops = interpreter._get_ops_details()  # pylint: disable=protected-access
     builtins = {op["op_name"] for op in ops}
     assert "SQUARED_DIFFERENCE" in builtins and not builtins & {"FILL", "REDUCE_PROD"}, builtins
