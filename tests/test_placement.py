@@ -1,4 +1,5 @@
-"""Every op a training step pins to a GPU has a GPU kernel: checked without a GPU.
+"""Every op a training step (or an inference graph) pins to a GPU has a GPU kernel: checked
+without a GPU.
 
 The training graph of each run mode (plain fine-tuning, stage 1 with accumulation, stage 2; fp32,
 fp16, bf16; with distillation) and each task head is built, never run, under a
@@ -117,6 +118,18 @@ def test_every_op_on_a_gpu_has_a_gpu_kernel(runs, head, mode):
   graph = gpu_graph(task_run_class, values)
   on_gpu = [op for op in graph.get_operations() if "GPU" in op.device.upper()]
   assert len(on_gpu) > 500  # the replicas' model and update are there
+  assert placement.ops_without_gpu_kernel(graph) == []
+
+
+def test_an_inference_graph_with_fused_layer_norms_has_gpu_kernels():
+  """The exported SavedModel's and the evaluation's graph (theseus/layer_norm.py's fused form)."""
+  import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
+  from theseus import layer_norm  # pylint: disable=g-import-not-at-top
+  graph = tf.Graph()
+  with graph.as_default(), tf.device("/gpu:0"), layer_norm.fused_layer_norms():
+    ids = tf.compat.v1.placeholder(tf.int32, [None, None])
+    modeling.BertModel(modeling.BertConfig.from_dict(CONFIG), False, ids, ids, ids)
+  assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
   assert placement.ops_without_gpu_kernel(graph) == []
 
 
