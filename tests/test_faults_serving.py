@@ -1,7 +1,7 @@
 # coding=utf-8
 """Bad input and faults of the serving side, through the command lines: predict.py on bad bytes,
-bad flags and damaged or untrained exports, the converter on damaged weights, and a seeded fuzz
-of both. Every case ends with exit 0 and a result, or exit 2 and one `error:` line; never a
+bad flags and damaged or untrained exports, the converter on damaged weights (and its TFLite
+files for an existing export), and a seeded fuzz of both. Every case ends with exit 0 and a result, or exit 2 and one `error:` line; never a
 traceback, a signal or a hang.
 
 The export: a tiny 4-layer BERT (the real uncased vocab) fine-tuned a few steps on a real MRPC
@@ -158,6 +158,32 @@ def test_auto_serves_batches_from_tflite_when_the_saved_model_is_gone(world):
   code, out, err = run("predict.py", ["--export_dir=" + export, "a\tb", "c\td"])
   assert code == 0, err[-2000:]
   assert len(out.splitlines()) == 2
+
+
+def test_the_converter_writes_the_tflite_files_of_an_existing_export(world):
+  """convert_checkpoint.py --mode=tflite converts the export's own SavedModel (its LayerNorms in
+  the fused form, theseus/layer_norm.py): files recorded with their digests, same predictions."""
+  export = copy_export(world, "reconverted")
+  for name in ("model.tflite", "model_int8.tflite"):
+    os.remove(os.path.join(export, name))
+  code, _, err = run("convert_checkpoint.py", ["--mode=tflite", "--export_dir=" + export])
+  assert code == 0, err[-3000:]
+  with open(os.path.join(export, "export_info.json")) as f:
+    info = json.load(f)
+  for name in ("model.tflite", "model_int8.tflite"):
+    assert info["tflite_bytes"][name] == os.path.getsize(os.path.join(export, name))
+    assert name in info["sha256"]
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  pairs = ["a fine film\tanother fine film", "the market fell\tshares rose", "yes\tno"]
+  probabilities = {}
+  for backend in ("saved_model", "tflite"):
+    predictor = serving.Predictor(export, backend=backend)
+    probabilities[backend] = [r["probabilities"] for r in predictor.predict(pairs)]
+    predictor.close()
+  assert len(probabilities["tflite"]) == len(pairs)
+  for tflite, saved in zip(probabilities["tflite"], probabilities["saved_model"]):
+    assert sorted(tflite) == sorted(saved)
+    assert max(abs(tflite[label] - saved[label]) for label in saved) < 1e-5
 
 
 def test_an_untrained_head_is_refused_unless_allowed(world, tmp_path):
