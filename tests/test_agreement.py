@@ -111,10 +111,11 @@ def test_a_worker_whose_port_closes_after_the_step_failed_is_named():
   dying.listen(8)
   address = "127.0.0.1:%d" % dying.getsockname()[1]
   workers = ["127.0.0.1:1", address]  # index 0 is this worker: never probed
-  timer = threading.Timer(1.0, dying.close)
+  error = _graph_error()
+  timer = threading.Timer(1.0, dying.close)  # the first probe still reaches it
   timer.start()
   try:
-    line = str(agreement.worker_gone(_graph_error(), workers, 0, 7, 20))
+    line = str(agreement.worker_gone(error, workers, 0, 7, 20))
   finally:
     timer.cancel()
     dying.close()
