@@ -1,7 +1,8 @@
 """What the replicas of a cluster agree on, on two mirrored CPU replicas in one process: a NaN
 loss on one replica stops every replica at that step; replicas holding different weights after a
 restore are refused with one line; a failed cluster step names a worker whose port closes while
-the others look, and says in one line what TensorFlow reported."""
+the others look (asked once after a timed-out step), and says in one line what TensorFlow
+reported."""
 
 import socket
 import threading
@@ -136,3 +137,22 @@ def test_workers_that_keep_answering_are_said_to_answer():
   assert line == ("step 7 of the cluster failed or waited more than 20 s (--step_timeout_s) for "
                   "the other workers, which still answer: InvalidArgumentError: Input to reshape "
                   "is a tensor with 2 values, but the requested shape has 3")
+
+
+def test_after_a_timed_out_step_the_workers_are_probed_once():
+  """A worker that died during the wait is long gone by then: no seconds spent asking again."""
+  late = socket.socket()
+  late.bind(("127.0.0.1", 0))
+  late.listen(8)
+  timer = threading.Timer(1.0, late.close)
+  timer.start()
+  try:
+    line = str(agreement.worker_gone(
+        tf.errors.DeadlineExceededError(None, None, "Timed out waiting for notification"),
+        ["127.0.0.1:1", "127.0.0.1:%d" % late.getsockname()[1]], 0, 7, 20))
+  finally:
+    timer.cancel()
+    late.close()
+  assert line == ("step 7 of the cluster failed or waited more than 20 s (--step_timeout_s) for "
+                  "the other workers, which still answer: DeadlineExceededError: Timed out "
+                  "waiting for notification")

@@ -10,8 +10,8 @@
 * `worker_gone`: when a cluster step fails or times out (the sessions' operation timeout is
   --step_timeout_s), the line that names the worker that no longer answers. A killed worker's
   port may accept connections for a moment after its peers saw the step fail (its process is
-  still being torn down), so the workers are asked again for a few seconds before the line says
-  they all answer.
+  still being torn down), so after a failed (not timed-out) step the workers are asked again for
+  a few seconds before the line says they all answer.
 """
 
 import socket
@@ -104,8 +104,11 @@ def error_summary(error):
 def worker_gone(error, workers, index, step, timeout_s, settle_s=5.0):
   """The TrainingError of a cluster step that failed with `error` (a tf.errors.OpError).
 
-  The other workers are probed until one does not answer or `settle_s` seconds have passed.
+  The other workers are probed until one does not answer or `settle_s` seconds have passed (once
+  only after a step that timed out: a worker that died then is long gone).
   """
+  if isinstance(error, tf.errors.DeadlineExceededError):
+    settle_s = 0.0
   deadline = time.monotonic() + settle_s
   gone = unreachable_workers(workers, index)
   while not gone and time.monotonic() < deadline:
