@@ -105,35 +105,34 @@ def test_a_failed_step_says_what_tensorflow_reported_in_one_line():
       "shape has 3")
 
 
+def _line_for_worker_1(error, close_after_s=None, **settle):
+  """worker_gone's line, as worker 0, when worker 1 listens on a local port (closed after
+  `close_after_s` seconds if given): (the line, worker 1's address)."""
+  port = socket.socket()
+  port.bind(("127.0.0.1", 0))
+  port.listen(8)
+  address = "127.0.0.1:%d" % port.getsockname()[1]
+  timer = threading.Timer(close_after_s, port.close) if close_after_s else None
+  if timer:
+    timer.start()  # the first probe still reaches it
+  try:
+    # Index 0 is this worker: never probed.
+    return str(agreement.worker_gone(error, ["127.0.0.1:1", address], 0, 7, 20, **settle)), address
+  finally:
+    if timer:
+      timer.cancel()
+    port.close()
+
+
 def test_a_worker_whose_port_closes_after_the_step_failed_is_named():
   """A killed worker's port can still accept a connection just after its peers' step failed."""
-  dying = socket.socket()
-  dying.bind(("127.0.0.1", 0))
-  dying.listen(8)
-  address = "127.0.0.1:%d" % dying.getsockname()[1]
-  workers = ["127.0.0.1:1", address]  # index 0 is this worker: never probed
-  error = _graph_error()
-  timer = threading.Timer(1.0, dying.close)  # the first probe still reaches it
-  timer.start()
-  try:
-    line = str(agreement.worker_gone(error, workers, 0, 7, 20))
-  finally:
-    timer.cancel()
-    dying.close()
+  line, address = _line_for_worker_1(_graph_error(), close_after_s=1.0)
   assert line.startswith("worker 1 (%s) stopped answering during step 7; this worker stops "
                          "too." % address), line
 
 
 def test_workers_that_keep_answering_are_said_to_answer():
-  alive = socket.socket()
-  alive.bind(("127.0.0.1", 0))
-  alive.listen(8)
-  try:
-    line = str(agreement.worker_gone(_graph_error(), ["127.0.0.1:1", "127.0.0.1:%d" %
-                                                      alive.getsockname()[1]], 0, 7, 20,
-                                     settle_s=1.0))
-  finally:
-    alive.close()
+  line, _ = _line_for_worker_1(_graph_error(), settle_s=1.0)
   assert line == ("step 7 of the cluster failed or waited more than 20 s (--step_timeout_s) for "
                   "the other workers, which still answer: InvalidArgumentError: Input to reshape "
                   "is a tensor with 2 values, but the requested shape has 3")
@@ -141,18 +140,9 @@ def test_workers_that_keep_answering_are_said_to_answer():
 
 def test_after_a_timed_out_step_the_workers_are_probed_once():
   """A worker that died during the wait is long gone by then: no seconds spent asking again."""
-  late = socket.socket()
-  late.bind(("127.0.0.1", 0))
-  late.listen(8)
-  timer = threading.Timer(1.0, late.close)
-  timer.start()
-  try:
-    line = str(agreement.worker_gone(
-        tf.errors.DeadlineExceededError(None, None, "Timed out waiting for notification"),
-        ["127.0.0.1:1", "127.0.0.1:%d" % late.getsockname()[1]], 0, 7, 20))
-  finally:
-    timer.cancel()
-    late.close()
+  line, _ = _line_for_worker_1(
+      tf.errors.DeadlineExceededError(None, None, "Timed out waiting for notification"),
+      close_after_s=1.0)
   assert line == ("step 7 of the cluster failed or waited more than 20 s (--step_timeout_s) for "
                   "the other workers, which still answer: DeadlineExceededError: Timed out "
                   "waiting for notification")
