@@ -36,6 +36,15 @@ and truncation runs depend on none of these.
 
 Finished runs are reused (each run resumes or returns at once), so the script can be stopped and
 started again; a work_dir made with other settings (epochs, rates, ...) is refused rather than mixed. Results: <work_dir>/quality.json, <work_dir>/quality_<task>.png.
+
+A sweep too long for one sitting can be run a few seeds at a time, each part with its own
+--work_dir: --earlier_results=<an earlier part's quality.json>[,...] (same settings, other seeds)
+adds that part's final metrics to the table, the retention and the paired differences, and to
+this part's quality.json (the plot shows this part's seeds only):
+
+  python benchmarks/quality.py --tasks=rte --seeds=1 --work_dir=runs/rte1 ...
+  python benchmarks/quality.py --tasks=rte --seeds=2 --work_dir=runs/rte2 \
+      --earlier_results=runs/rte1/quality.json ...
 """
 
 import argparse
@@ -99,6 +108,9 @@ def build_parser():
                  help="theseus_module: weight of MiniLM's attention targets in it")
   p.add_argument("--kd_augment", type=int, default=0,
                  help="distilled methods: teacher-labelled augmented copies of each example")
+  p.add_argument("--earlier_results", default="",
+                 help="comma list of quality.json files of earlier runs of this sweep (same "
+                      "settings, other seeds) whose final metrics join this run's")
   return p
 
 
@@ -326,6 +338,56 @@ def print_pairs(values):
           method, baseline, mean, se, ", ".join("%+.4f" % d for d in diffs)))
 
 
+def methods_run(methods_flag):
+  """The methods whose results a run with --methods=`methods_flag` holds."""
+  methods = set(methods_flag.split(","))
+  if methods & {"theseus_linear", "theseus_linear2"}:
+    methods |= {"theseus_linear", "theseus_linear2"}
+  return sorted(methods & set(METHODS) | {"predecessor"})
+
+
+def read_earlier(paths, task, settings, methods, seeds):
+  """[(path, the results of `task` in that earlier quality.json)], checked before any training:
+  the same `settings` and `methods`, and none of `seeds` nor a seed of another file (one table
+  must not mix two recipes or count a seed twice). Anything else stops the script."""
+  parts, owner = [], {seed: "this run" for seed in seeds}
+  for path in paths:
+    with open(path) as f:
+      part = json.load(f).get(task)
+    if part is None or "seeds" not in part:
+      raise SystemExit("error: %s has no %s results with their seeds" % (path, task))
+    changed = sorted(k for k in settings if part["settings"].get(k) != settings[k])
+    if changed:
+      raise SystemExit("error: %s was run with other settings (%s)" % (path, ", ".join(
+          "%s=%r, now %r" % (k, part["settings"].get(k), settings[k]) for k in changed)))
+    if sorted(part["values"]) != methods:
+      raise SystemExit("error: %s has the methods %s, this run %s" % (
+          path, ",".join(sorted(part["values"])), ",".join(methods)))
+    for seed in part["seeds"]:
+      if seed in owner:
+        raise SystemExit("error: seed %d of %s is in %s and %s" % (seed, task, path, owner[seed]))
+      owner[seed] = path
+    parts.append((path, part))
+  return parts
+
+
+def merge_earlier(result, earlier):
+  """`result` (this run's entry of a task in quality.json) with the seeds of the `earlier`
+  parts (read_earlier) added, all values in ascending seed order."""
+  by_seed = {}
+  for part in [result] + [part for _, part in earlier]:
+    for i, seed in enumerate(part["seeds"]):
+      by_seed[seed] = {kind: {m: v[i] for m, v in part[kind].items()}
+                       for kind in ("values", "accuracy_values")}
+  merged = dict(result, values={}, accuracy_values={}, seeds=sorted(by_seed),
+                merged_from=[path for path, _ in earlier])
+  for seed in merged["seeds"]:
+    for kind, per_method in by_seed[seed].items():
+      for method, value in per_method.items():
+        merged[kind].setdefault(method, []).append(value)
+  return merged
+
+
 def final_metric(history, main_metric):
   """The metric of the last evaluation (for two-stage histories: of the stage-2 run)."""
   return history[-1][1][main_metric]
@@ -400,6 +462,10 @@ def main():
   os.makedirs(args.work_dir, exist_ok=True)
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   seeds = [int(s) for s in args.seeds.split(",")]
+  settings = {k: getattr(args, k) for k in RUN_SETTINGS}
+  earlier = {task: read_earlier([p.strip() for p in args.earlier_results.split(",") if p.strip()],
+                                task, settings, methods_run(args.methods), seeds)
+             for task in tasks}
   results = {}
   for task in tasks:
     processor = datasets.get_processor(task)
@@ -419,15 +485,17 @@ def main():
     plot_task(task, per_seed, main_metric, schedule,
               os.path.join(args.work_dir, "quality_%s.png" % task), ablation_notes(args))
     results[task] = {"metric": main_metric, "train_examples": n, "values": table,
-                     "accuracy_values": extra, "schedule": schedule,
-                     "settings": {k: getattr(args, k) for k in RUN_SETTINGS}}
+                     "accuracy_values": extra, "schedule": schedule, "seeds": seeds,
+                     "settings": settings}
+    if earlier[task]:
+      results[task] = merge_earlier(results[task], earlier[task])
   with open(os.path.join(args.work_dir, "quality.json"), "w") as f:
     json.dump(results, f, indent=1)
 
   for task, r in results.items():
     pred = np.mean(r["values"]["predecessor"])
     print("\n%s: dev %s, final checkpoint, %d train examples, seeds %s" % (
-        task, r["metric"], r["train_examples"], args.seeds))
+        task, r["metric"], r["train_examples"], ",".join(str(s) for s in r["seeds"])))
     print("%-18s %8s %8s %10s" % ("method", "mean", "sd", "retention"))
     for method in r["values"]:
       v = np.array(r["values"][method])

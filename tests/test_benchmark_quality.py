@@ -125,3 +125,54 @@ def test_paired_difference_is_by_seed(capsys):
   assert capsys.readouterr().out.strip() == (
       "theseus_module - truncation_kd: +0.0067 (standard error 0.0133; by seed -0.0200, +0.0200, "
       "+0.0200)")
+
+
+def _write_part(path, seeds, values, settings, accuracy=None):
+  with open(path, "w") as f:
+    json.dump({"mrpc": {"metric": "f1", "seeds": seeds, "values": values,
+                        "accuracy_values": accuracy or {}, "settings": settings}}, f)
+  return str(path)
+
+
+def test_earlier_parts_of_a_sweep_join_by_seed_and_other_recipes_are_refused(tmp_path):
+  quality = load_quality()
+  settings = vars(make_args(quality))
+  methods = quality.methods_run("theseus_module,truncation_kd")
+  assert methods == ["predecessor", "theseus_module", "truncation_kd"]
+  first = _write_part(tmp_path / "a.json", [3], {
+      "predecessor": [0.9], "theseus_module": [0.85], "truncation_kd": [0.84]}, settings,
+      {"predecessor": [0.8], "theseus_module": [0.75], "truncation_kd": [0.76]})
+  second = _write_part(tmp_path / "b.json", [1, 4], {
+      "predecessor": [0.91, 0.92], "theseus_module": [0.80, 0.86],
+      "truncation_kd": [0.82, 0.81]}, settings,
+      {"predecessor": [0.7, 0.6], "theseus_module": [0.65, 0.55], "truncation_kd": [0.6, 0.5]})
+  earlier = quality.read_earlier([first, second], "mrpc", settings, methods, [2])
+  this_run = {"metric": "f1", "seeds": [2], "settings": settings,
+              "values": {"predecessor": [0.93], "theseus_module": [0.83],
+                         "truncation_kd": [0.83]},
+              "accuracy_values": {"predecessor": [0.5], "theseus_module": [0.45],
+                                  "truncation_kd": [0.44]}}
+  merged = quality.merge_earlier(this_run, earlier)
+  assert merged["seeds"] == [1, 2, 3, 4]
+  assert merged["values"]["theseus_module"] == [0.80, 0.83, 0.85, 0.86]
+  assert merged["values"]["truncation_kd"] == [0.82, 0.83, 0.84, 0.81]
+  assert merged["accuracy_values"]["predecessor"] == [0.7, 0.5, 0.8, 0.6]
+  assert merged["merged_from"] == [first, second]
+  _, _, diffs = quality.paired_difference(merged["values"], "theseus_module", "truncation_kd")
+  assert diffs == pytest.approx([-0.02, 0.0, 0.01, 0.05])
+  # Refused before any training: a seed twice, other settings, other methods, no seeds kept.
+  with pytest.raises(SystemExit, match="seed 3 of mrpc is in"):
+    quality.read_earlier([first], "mrpc", settings, methods, [3])
+  with pytest.raises(SystemExit, match="seed 3 of mrpc is in"):
+    quality.read_earlier([first, first], "mrpc", settings, methods, [2])
+  with pytest.raises(SystemExit, match=r"kd_alpha=0.5, now 0.9"):
+    quality.read_earlier([first], "mrpc", dict(settings, kd_alpha=0.9), methods, [2])
+  with pytest.raises(SystemExit, match="has the methods"):
+    quality.read_earlier([first], "mrpc", settings, quality.methods_run("theseus_module"), [2])
+  with open(first) as f:
+    old = json.load(f)
+  del old["mrpc"]["seeds"]
+  with open(first, "w") as f:
+    json.dump(old, f)
+  with pytest.raises(SystemExit, match="no mrpc results with their seeds"):
+    quality.read_earlier([first], "mrpc", settings, methods, [2])
