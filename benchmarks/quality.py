@@ -352,8 +352,11 @@ def read_earlier(paths, task, settings, methods, seeds):
   must not mix two recipes or count a seed twice). Anything else stops the script."""
   parts, owner = [], {seed: "this run" for seed in seeds}
   for path in paths:
-    with open(path) as f:
-      part = json.load(f).get(task)
+    try:
+      with open(path) as f:
+        part = json.load(f).get(task)
+    except (OSError, ValueError) as e:
+      raise SystemExit("error: cannot read %s: %s" % (path, e))
     if part is None or "seeds" not in part:
       raise SystemExit("error: %s has no %s results with their seeds" % (path, task))
     changed = sorted(k for k in settings if part["settings"].get(k) != settings[k])

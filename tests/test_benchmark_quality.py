@@ -176,3 +176,5 @@ def test_earlier_parts_of_a_sweep_join_by_seed_and_other_recipes_are_refused(tmp
     json.dump(old, f)
   with pytest.raises(SystemExit, match="no mrpc results with their seeds"):
     quality.read_earlier([first], "mrpc", settings, methods, [2])
+  with pytest.raises(SystemExit, match="cannot read"):
+    quality.read_earlier([str(tmp_path / "absent.json")], "mrpc", settings, methods, [2])
