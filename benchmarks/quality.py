@@ -169,6 +169,12 @@ LATER_SETTING_DEFAULTS = {"stage1_also_train": "", "suc_init": "first",
                           "kd_module_attention_weight": 0.0, "kd_augment": 0}
 
 
+def settings_changed(recorded, settings):
+  """"name=old, now new" for each of `settings` whose value in `recorded` differs; "" if none."""
+  return ", ".join("%s=%r, now %r" % (k, recorded.get(k), settings[k])
+                   for k in sorted(settings) if recorded.get(k) != settings[k])
+
+
 def check_settings(base, args):
   """Records the run settings in <base>/settings.json, or stops if the ones there differ.
 
@@ -182,10 +188,10 @@ def check_settings(base, args):
       recorded = json.load(f)
     for k, v in LATER_SETTING_DEFAULTS.items():
       recorded.setdefault(k, v)
-    changed = sorted(k for k in RUN_SETTINGS if recorded.get(k) != settings[k])
+    changed = settings_changed(recorded, settings)
     if changed:
       raise SystemExit("error: %s was made with other settings (%s); pass another --work_dir" % (
-          base, ", ".join("%s=%r, now %r" % (k, recorded.get(k), settings[k]) for k in changed)))
+          base, changed))
     return
   with open(path, "w") as f:
     json.dump(settings, f, indent=1, sort_keys=True)
@@ -279,7 +285,7 @@ def run_task_seed(args, task, seed, model, num_examples):
   steps start again from 0).
   """
   from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
-  methods = set(args.methods.split(","))
+  methods = set(methods_run(args.methods))
   r = _SeedRun(args, task, seed, model, num_examples)
   t0 = time.time()
   runs = {"predecessor": r.run("predecessor", r.pred_steps, [
@@ -359,10 +365,9 @@ def read_earlier(paths, task, settings, methods, seeds):
       raise SystemExit("error: cannot read %s: %s" % (path, e))
     if part is None or "seeds" not in part:
       raise SystemExit("error: %s has no %s results with their seeds" % (path, task))
-    changed = sorted(k for k in settings if part["settings"].get(k) != settings[k])
+    changed = settings_changed(part["settings"], settings)
     if changed:
-      raise SystemExit("error: %s was run with other settings (%s)" % (path, ", ".join(
-          "%s=%r, now %r" % (k, part["settings"].get(k), settings[k]) for k in changed)))
+      raise SystemExit("error: %s was run with other settings (%s)" % (path, changed))
     if sorted(part["values"]) != methods:
       raise SystemExit("error: %s has the methods %s, this run %s" % (
           path, ",".join(sorted(part["values"])), ",".join(methods)))
