@@ -9,18 +9,19 @@ sequence length 128 and for the real length distribution of SST-2 dev (dev order
 padded to its longest sequence).
 
 Training times one update as the trainer takes it (theseus/training/update.py: forward,
-backward, clipping and AdamWeightDecay, built with trainer.make_model_fn) at batch 32 x 128 for: predecessor fine-tuning (suc_layers=0), stage 1 at p = 0.5 (the Theseus graph
-with tf.cond), stage 2 (finetune_suc) and the both-branches reference: each Theseus module
+backward, clipping and AdamWeightDecay, built with trainer.make_model_fn) at batch 32 x 128
+for: predecessor fine-tuning (suc_layers=0), stage 1 at p = 0.5 (the Theseus graph with tf.cond), stage 2 (finetune_suc) and the both-branches reference: each Theseus module
 computes the successor AND the predecessor group and mixes them with a 0/1 gate
-(out = g * suc + (1 - g) * pred). The reference exists only in this file, as the baseline the
-tf.cond graph has to beat.
+(out = g * suc + (1 - g) * pred). The reference exists only in the benchmark
+(speed_workers.both_branches_encoder), as the baseline the tf.cond graph has to beat.
 
 Every configuration runs in its own worker process (its own TF runtime, thread pools and peak
 RSS); the main process interleaves them round by round (the order rotates each round), so that
 load from other programs on the machine hits all of them alike, and ratios are medians of
 per-round ratios measured in the same run. With --with_pytorch, PyTorch + transformers
 BertForSequenceClassification (the same MiniLM config) is timed on the same shapes, in its own
-worker too.
+worker too. The workers are in speed_workers.py; the targets and tables in speed_report.py
+(`python benchmarks/speed_report.py speed.json` prints a saved run again).
 
 Runs on CPU, and on a GPU when TensorFlow / PyTorch see one (memory growth is switched on so the
 workers can share it).
@@ -35,14 +36,11 @@ import collections
 import datetime
 import importlib.util
 import json
-import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
-import traceback
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
@@ -50,32 +48,18 @@ if REPO_ROOT not in sys.path:
 from theseus import cli  # pylint: disable=g-import-not-at-top
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+from speed_report import check_targets  # pylint: disable=g-import-not-at-top
+from speed_report import report  # pylint: disable=g-import-not-at-top
+from speed_workers import close_workers  # pylint: disable=g-import-not-at-top
+from speed_workers import collect_stats  # pylint: disable=g-import-not-at-top
+from speed_workers import STAGE1_KD  # pylint: disable=g-import-not-at-top
+from speed_workers import STAGE2_KD  # pylint: disable=g-import-not-at-top
+from speed_workers import start_workers  # pylint: disable=g-import-not-at-top
 
 DEFAULT_MODEL_DIR = os.path.join(REPO_ROOT, "models", "all-MiniLM-L6-v2")
 DEFAULT_SST2_DEV = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "glue",
                                                  "SST-2", "dev.tsv"))
 DEFAULT_WORK_DIR = os.path.join(REPO_ROOT, "runs", "speed")
-
-# Distillation configurations (--train_configs stage1_kd / stage2_kd): the cost per step of each
-# loss. soft: cached soft labels; soft_hidden: + hidden matching (the teacher runs every step);
-# module / module_attention: stage 1's module distillation (the drawn groups run forward), with
-# MiniLM's attention targets; matches: TextBrewer-style matches of the last layer (hidden cosine
-# and attention KL; the teacher runs every step).
-KD_CONFIGS = {
-    "soft": dict(kd_alpha=0.5, kd_temperature=2.0),
-    "soft_hidden": dict(kd_alpha=0.5, kd_temperature=2.0, kd_hidden_weight=1.0),
-    "module": dict(kd_module_weight=1.0),
-    "module_attention": dict(kd_module_weight=1.0, kd_module_attention_weight=1.0),
-    "matches": dict(kd_matches=("5:2:hidden:cosine:1", "5:2:attention:attention_kl:1")),
-}
-STAGE1_KD = ("soft", "soft_hidden", "module", "module_attention", "matches")
-STAGE2_KD = ("soft", "soft_hidden", "matches")
-
-# Targets of the issue (checked and printed, never tuned for).
-TARGET_SPEEDUP = {3: 1.8, 2: 2.6}  # inference, batch 32, length 128, 6 -> n
-TARGET_STAGE1_VS_BOTH = 0.55  # stage-1 step time at p = 0.5 / both-branches reference
-TARGET_TRAIN_VS_TORCH = 1.5  # predecessor training tokens/s, TF / PyTorch + transformers
-TARGET_INFERENCE_VS_TORCH = 1.2  # predecessor inference sequences/s, TF / PyTorch, every shape
 
 
 def parse_args(argv=None):
@@ -109,7 +93,7 @@ def parse_args(argv=None):
                  help="training configurations to time (comma list of predecessor, stage1, "
                       "both_branches, stage2, stage1_kd, stage2_kd; --with_pytorch adds "
                       "PyTorch). The _kd ones time a stage with each distillation loss of "
-                      "KD_CONFIGS")
+                      "KD_CONFIGS in speed_workers.py")
   p.add_argument("--train_precision", default="fp32", choices=("fp32", "bf16"),
                  help="training: bf16 runs TF's mixed precision (the trainer's bfloat16 compute "
                       "dtype, float32 weights) and PyTorch under torch.autocast(bfloat16); a "
@@ -199,463 +183,6 @@ def pad_batches(sequences, batch_size):
   return batches
 
 
-# ----------------------------------------------------------------------------------------------
-# Worker side: one configuration per process.
-
-def _tf_session_config(threads):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  config = tf.compat.v1.ConfigProto()
-  if threads:
-    config.intra_op_parallelism_threads = threads
-    config.inter_op_parallelism_threads = threads
-  config.gpu_options.allow_growth = True  # several worker processes share one GPU
-  return config
-
-
-def _op_type(node_stats):
-  label = node_stats.timeline_label
-  if " = " in label:
-    return label.split(" = ", 1)[1].split("(", 1)[0]
-  return node_stats.node_name.split(":")[0]
-
-
-def _trace(sess, fetches, feed, path):
-  """Runs one traced step; writes a Chrome timeline; returns the top op types by time."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.client import timeline  # pylint: disable=g-import-not-at-top
-  options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-  metadata = tf.compat.v1.RunMetadata()
-  start = time.perf_counter()
-  sess.run(fetches, feed, options=options, run_metadata=metadata)
-  wall = time.perf_counter() - start
-  by_type = collections.Counter()
-  count = collections.Counter()
-  for dev in metadata.step_stats.dev_stats:
-    for ns in dev.node_stats:
-      op = _op_type(ns)
-      by_type[op] += ns.all_end_rel_micros
-      count[op] += 1
-  total = sum(by_type.values()) or 1
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    f.write(timeline.Timeline(metadata.step_stats).generate_chrome_trace_format())
-  top = [{"op": op, "ms": us / 1000.0, "share": us / total, "count": count[op]}
-         for op, us in by_type.most_common(12)]
-  return {"timeline": path, "traced_step_ms": wall * 1000.0, "op_time_ms_sum": total / 1000.0,
-          "num_nodes": sum(count.values()), "top_ops": top}
-
-
-def _peak_rss_mb():
-  """This process's peak resident memory.
-
-  /proc/self/status VmHWM belongs to the process's own address space. getrusage's ru_maxrss is
-  the fallback only: on Linux it survives fork + exec, so a spawned worker would report the
-  parent's peak when that is higher.
-  """
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / 1024.0
-  except OSError:
-    pass
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  return peak / 2.0 ** 20 if sys.platform == "darwin" else peak / 1024.0
-
-
-def _onednn_enabled():
-  """Whether this TF process runs oneDNN kernels (TF_ENABLE_ONEDNN_OPTS; None if unknown)."""
-  try:
-    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
-    return bool(_pywrap_util_port.IsMklEnabled())
-  except (ImportError, AttributeError):
-    return None
-
-
-def _process_stats():
-  import psutil  # pylint: disable=g-import-not-at-top
-  proc = psutil.Process()
-  return {"peak_rss_mb": _peak_rss_mb(),
-          "rss_mb": proc.memory_info().rss / 2.0 ** 20,
-          "os_threads": proc.num_threads()}
-
-
-class TFInferenceRunner(object):
-  """A SavedModel session, fed and fetched like export.load_saved_model_predictor."""
-
-  def __init__(self, spec):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf1 = tf.compat.v1
-    self.spec = spec
-    self.graph = tf.Graph()
-    self.sess = tf1.Session(graph=self.graph, config=_tf_session_config(spec["threads"]))
-    with self.graph.as_default():
-      meta = tf1.saved_model.loader.load(self.sess, [tf1.saved_model.tag_constants.SERVING],
-                                         spec["saved_model"])
-    signature = meta.signature_def["serving_default"]
-    self.inputs = {k: v.name for k, v in signature.inputs.items()}
-    self.outputs = {k: v.name for k, v in signature.outputs.items()}
-    self.workloads = spec["workloads"]
-    self.rss_after_load = _process_stats()["rss_mb"]
-
-  def _feed(self, batch):
-    ids, mask, segments = batch
-    return {self.inputs["input_ids"]: ids, self.inputs["input_mask"]: mask,
-            self.inputs["segment_ids"]: segments}
-
-  def run(self, workload, indices):
-    batches = self.workloads[workload]
-    times = []
-    for i in indices:
-      feed = self._feed(batches[i])
-      start = time.perf_counter()
-      self.sess.run(self.outputs, feed)
-      times.append(time.perf_counter() - start)
-    return {"times": times}
-
-  def profile(self, workload, path):
-    return _trace(self.sess, self.outputs, self._feed(self.workloads[workload][0]), path)
-
-  def info(self):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    gpus = tf.config.list_physical_devices("GPU")
-    return {"framework": "tensorflow %s" % tf.__version__,
-            "device": "GPU (%s)" % ", ".join(g.name for g in gpus) if gpus else "CPU",
-            "onednn": _onednn_enabled(),
-            "intra_op_threads": self.spec["threads"] or "0 (TF default: all cores)",
-            "inter_op_threads": self.spec["threads"] or "0 (TF default: all cores)",
-            "rss_after_load_mb": self.rss_after_load}
-
-  def accelerator_peak_mb(self):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    if not tf.config.list_physical_devices("GPU"):
-      return None
-    try:
-      return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2.0 ** 20
-    except Exception:  # pylint: disable=broad-except
-      return None
-
-  def close(self):
-    self.sess.close()
-
-
-def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, config,
-                          suc_layers=0, mode="theseus", replace_rate_prob=None,
-                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                          branch_hook=None, replace_draw_seed=None, expose_attention=False,
-                          module_teacher=None, extras=None):
-  """The reference to beat: every module computes successor j AND predecessor group j.
-
-  Same interface, variables and draw as modeling_theseus.transformer_model_theseus in "theseus"
-  mode; the module output is g * successor + (1 - g) * predecessor with g_j = 1[u_j < p].
-  """
-  del branch_hook, extras
-  if expose_attention or module_teacher:
-    raise ValueError("the both-branches reference exposes no attention and no module losses")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-  if mode != "theseus":
-    raise ValueError("the both-branches reference is a stage-1 graph, got mode %r" % mode)
-  group_size = modeling.check_theseus_layers(config.num_hidden_layers, suc_layers)
-  pred_params = [modeling.create_transformer_layer_variables("layer_%d" % i, config)
-                 for i in range(config.num_hidden_layers)]
-  suc_params = [modeling.create_transformer_layer_variables("suc_layer_%d" % j, config)
-                for j in range(suc_layers)]
-  if replace_draw_seed is None:
-    replace_draw_seed = modeling.default_replace_draw_seed()
-  replaced = modeling.draw_replacements(suc_layers, replace_rate_prob, replace_draw_seed)
-
-  def layer(x, params):
-    return modeling.transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
-                                      hidden_dropout_prob, attention_probs_dropout_prob)
-
-  outputs = []
-  prev = input_tensor
-  for j in range(suc_layers):
-    gate = tf.cast(replaced[j], prev.dtype)
-    successor = layer(prev, suc_params[j])
-    predecessor = prev
-    for params in pred_params[j * group_size:(j + 1) * group_size]:
-      predecessor = layer(predecessor, params)
-    prev = gate * successor + (1.0 - gate) * predecessor
-    outputs.append(prev)
-  return outputs, replaced
-
-
-class TFTrainRunner(object):
-  """One training configuration: the trainer's update (its model_fn and build_train_step) of
-  BertModel + the run_classifier head, on fed batches."""
-
-  def __init__(self, spec):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
-    from theseus.config import groups  # pylint: disable=g-import-not-at-top
-    from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
-    from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
-    from theseus.tasks.classifier import head  # pylint: disable=g-import-not-at-top
-    from theseus.training import distribute  # pylint: disable=g-import-not-at-top
-    from theseus.training import trainer  # pylint: disable=g-import-not-at-top
-    from theseus.training import update  # pylint: disable=g-import-not-at-top
-    tf1 = tf.compat.v1
-    self.spec = spec
-    config = modeling.BertConfig.from_json_file(spec["bert_config_file"])
-    variant = spec["variant"]  # predecessor | stage1 | stage2 | both_branches
-    stage = Stage.of(0 if variant == "predecessor" else spec["suc_layers"], variant == "stage2")
-    self.graph = tf.Graph()
-    with self.graph.as_default():
-      tf1.set_random_seed(spec.get("seed", 0))
-      self.placeholders = {
-          "input_ids": tf1.placeholder(tf.int32, [None, None], "input_ids"),
-          "input_mask": tf1.placeholder(tf.int32, [None, None], "input_mask"),
-          "segment_ids": tf1.placeholder(tf.int32, [None, None], "segment_ids"),
-          "label_ids": tf1.placeholder(tf.int32, [None, 1], "label_ids"),
-      }
-      global_step = tf1.train.get_or_create_global_step()
-      rate = None
-      if variant in ("stage1", "both_branches"):
-        rate = modeling.get_replace_rate(global_step, "constant", spec["replace_rate"])
-      kd = groups.DistillationSettings(**KD_CONFIGS.get(spec.get("kd"), {}))
-      if kd.soft_labels:  # cached soft labels: fed like the pipeline feeds them
-        self.placeholders["teacher_logits"] = tf1.placeholder(tf.float32, [None, 2])
-      task = head.make_task(datasets.get_processor("sst-2"), [])
-      compute_dtype = tf.bfloat16 if spec.get("precision") == "bf16" else tf.float32
-      model_fn = trainer.make_model_fn(
-          config, task, stage, rate, compute_dtype, kd, config, num_train_steps=1000000,
-          encoder_fn=both_branches_encoder if variant == "both_branches" else None)
-      hyper = update.Hyperparameters(learning_rate=2e-5, num_train_steps=1000000,
-                                     num_warmup_steps=1000, accumulation=1, clip_norm=1.0,
-                                     weight_decay_rate=0.01)
-      step = update.build_train_step(distribute.local_cluster(), self.placeholders, model_fn,
-                                     stage, hyper, seed=spec.get("seed", 0))
-      self.fetches = {"train_op": step.update_op, "loss": step.loss}
-      if step.replaced.shape[0]:
-        self.fetches["replaced"] = step.replaced
-      self.num_train_params = modeling.count_parameters(step.train_vars)
-      self.num_graph_params = modeling.count_parameters(tf1.trainable_variables())
-      init = tf1.global_variables_initializer()
-      local_init = tf1.local_variables_initializer()
-    # The trainer's own session settings (threads, graph optimizer passes).
-    self.sess = tf1.Session(graph=self.graph,
-                            config=distribute.session_config(spec["threads"], False))
-    self.sess.run([init, local_init])
-    ids, mask, segments = spec["batch"]
-    labels = (np.arange(ids.shape[0]) % 2).astype(np.int32)[:, None]
-    self.feed = {self.placeholders["input_ids"]: ids, self.placeholders["input_mask"]: mask,
-                 self.placeholders["segment_ids"]: segments,
-                 self.placeholders["label_ids"]: labels}
-    if "teacher_logits" in self.placeholders:
-      self.feed[self.placeholders["teacher_logits"]] = np.random.RandomState(2).normal(
-          size=(ids.shape[0], 2)).astype(np.float32)
-    self.rss_after_load = _process_stats()["rss_mb"]
-
-  def run(self, workload, indices):
-    del workload
-    times, replaced = [], []
-    for _ in indices:
-      start = time.perf_counter()
-      out = self.sess.run(self.fetches, self.feed)
-      times.append(time.perf_counter() - start)
-      if not np.isfinite(out["loss"]):
-        raise FloatingPointError("loss is %r" % out["loss"])
-      if "replaced" in out:
-        replaced.append([bool(x) for x in out["replaced"]])
-    return {"times": times, "replaced": replaced}
-
-  def profile(self, workload, path):
-    del workload
-    return _trace(self.sess, self.fetches, self.feed, path)
-
-  def info(self):
-    info = TFInferenceRunner.info(self)
-    info.update({"trained_parameters": self.num_train_params,
-                 "graph_trainable_parameters": self.num_graph_params})
-    return info
-
-  accelerator_peak_mb = TFInferenceRunner.accelerator_peak_mb
-
-  def close(self):
-    self.sess.close()
-
-
-class TorchRunner(object):
-  """PyTorch + transformers BertForSequenceClassification on the same shapes."""
-
-  def __init__(self, spec):
-    import torch  # pylint: disable=g-import-not-at-top
-    import transformers  # pylint: disable=g-import-not-at-top
-    self.torch = torch
-    self.spec = spec
-    if spec["threads"]:
-      torch.set_num_threads(spec["threads"])
-      torch.set_num_interop_threads(spec["threads"])
-    transformers.logging.set_verbosity_error()
-    self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    self.model = transformers.BertForSequenceClassification.from_pretrained(
-        spec["hf_dir"], num_labels=2).to(self.device)
-    self.training = spec["mode"] == "train"
-    self.workloads = spec["workloads"]
-    if self.training:
-      self.model.train()
-      self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-5, weight_decay=0.01)
-    else:
-      self.model.eval()
-    self.versions = "torch %s, transformers %s" % (torch.__version__, transformers.__version__)
-    self.attn = getattr(self.model.config, "_attn_implementation", None)
-    self.rss_after_load = _process_stats()["rss_mb"]
-
-  def _tensors(self, batch):
-    ids, mask, segments = batch
-    t = self.torch
-    return (t.from_numpy(ids.astype(np.int64)).to(self.device),
-            t.from_numpy(mask.astype(np.int64)).to(self.device),
-            t.from_numpy(segments.astype(np.int64)).to(self.device))
-
-  def _sync(self):
-    if self.device.type == "cuda":
-      self.torch.cuda.synchronize()
-
-  def run(self, workload, indices):
-    t = self.torch
-    batches = self.workloads[workload]
-    times = []
-    for i in indices:
-      start = time.perf_counter()
-      ids, mask, segments = self._tensors(batches[i])
-      if self.training:
-        labels = (t.arange(ids.shape[0], device=self.device) % 2)
-        with t.autocast(self.device.type, dtype=t.bfloat16,
-                        enabled=self.spec.get("precision") == "bf16"):
-          out = self.model(input_ids=ids, attention_mask=mask, token_type_ids=segments,
-                           labels=labels)
-        out.loss.backward()
-        t.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.item()
-      else:
-        with t.inference_mode():
-          logits = self.model(input_ids=ids, attention_mask=mask,
-                              token_type_ids=segments).logits
-          probs = t.softmax(logits, dim=-1)
-          _ = probs.cpu().numpy(), t.argmax(logits, dim=-1).cpu().numpy()
-      self._sync()
-      times.append(time.perf_counter() - start)
-    return {"times": times}
-
-  def profile(self, workload, path):
-    del workload, path
-    return None
-
-  def info(self):
-    return {"framework": self.versions, "device": str(self.device),
-            "intra_op_threads": self.torch.get_num_threads(),
-            "inter_op_threads": self.torch.get_num_interop_threads(),
-            "attn_implementation": self.attn, "rss_after_load_mb": self.rss_after_load}
-
-  def accelerator_peak_mb(self):
-    if self.device.type != "cuda":
-      return None
-    return self.torch.cuda.max_memory_allocated() / 2.0 ** 20
-
-  def close(self):
-    pass
-
-
-RUNNERS = {"tf_infer": TFInferenceRunner, "tf_train": TFTrainRunner, "torch": TorchRunner}
-
-
-def worker_main(conn, spec):
-  """Builds one runner and serves the main process's commands until 'close'."""
-  try:
-    runner = RUNNERS[spec["runner"]](spec)
-    conn.send(("ok", runner.info()))
-  except Exception:  # pylint: disable=broad-except
-    conn.send(("error", traceback.format_exc()))
-    return
-  while True:
-    cmd, arg = conn.recv()
-    try:
-      if cmd == "run":
-        result = runner.run(arg["workload"], arg["indices"])
-      elif cmd == "profile":
-        result = runner.profile(arg["workload"], arg["path"])
-      elif cmd == "stats":
-        result = _process_stats()
-        result["accelerator_peak_mb"] = runner.accelerator_peak_mb()
-      elif cmd == "close":
-        runner.close()
-        conn.send(("ok", None))
-        return
-      else:
-        raise ValueError("unknown command %r" % cmd)
-      conn.send(("ok", result))
-    except Exception:  # pylint: disable=broad-except
-      conn.send(("error", traceback.format_exc()))
-
-
-# ----------------------------------------------------------------------------------------------
-# Main side.
-
-class Worker(object):
-  """Main-process handle of one worker process."""
-
-  def __init__(self, name, spec):
-    ctx = multiprocessing.get_context("spawn")
-    self.name = name
-    self.conn, child = ctx.Pipe()
-    self.process = ctx.Process(target=worker_main, args=(child, spec), name="speed-" + name,
-                               daemon=True)
-    self.process.start()
-    child.close()
-    self.info = None
-
-  def _recv(self):
-    status, value = self.conn.recv()
-    if status != "ok":
-      raise RuntimeError("worker %s failed:\n%s" % (self.name, value))
-    return value
-
-  def wait_ready(self):
-    self.info = self._recv()
-    return self.info
-
-  def call(self, cmd, **arg):
-    self.conn.send((cmd, arg))
-    return self._recv()
-
-  def close(self):
-    try:
-      if self.process.is_alive():
-        self.conn.send(("close", {}))
-        self._recv()
-    except (EOFError, OSError, RuntimeError, BrokenPipeError):
-      pass
-    self.process.join(timeout=30)
-    if self.process.is_alive():
-      self.process.terminate()
-      self.process.join(timeout=10)
-
-
-def start_workers(specs):
-  """Starts one worker per (name, spec); returns OrderedDict name -> Worker once all are ready."""
-  workers = collections.OrderedDict()
-  try:
-    for name, spec in specs:
-      workers[name] = Worker(name, spec)
-    for name, worker in workers.items():
-      print("  ready: %-22s (%s)" % (name, worker.wait_ready()["framework"]), flush=True)
-  except BaseException:
-    close_workers(workers)
-    raise
-  return workers
-
-
-def close_workers(workers):
-  for worker in workers.values():
-    worker.close()
-
-
 def median(values):
   values = [v for v in values if v is not None]
   return statistics.median(values) if values else None
@@ -724,15 +251,6 @@ def paired_ratio(raw_a, raw_b, key):
   return median([a[key] / b[key] for a, b in zip(raw_a["rounds"], raw_b["rounds"])])
 
 
-def collect_stats(workers):
-  stats = {}
-  for name, worker in workers.items():
-    s = worker.call("stats")
-    s.update({k: v for k, v in worker.info.items()})
-    stats[name] = s
-  return stats
-
-
 def ensure_model_dir(model_dir):
   ckpt = os.path.join(model_dir, "bert_model.ckpt")
   if os.path.isfile(ckpt + ".index"):
@@ -772,23 +290,6 @@ def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
              time.perf_counter() - t0), flush=True)
     paths[n] = saved_model
   return paths
-
-
-def fmt(value, spec="%.1f"):
-  if value is None:
-    return "-"
-  if isinstance(value, str):
-    return value
-  return spec % value
-
-
-def print_table(headers, rows):
-  widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-  line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, headers))
-  print(line)
-  print("-" * len(line))
-  for r in rows:
-    print("  ".join("%-*s" % (w, c) for w, c in zip(widths, r)))
 
 
 def run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file):
@@ -961,143 +462,6 @@ def run_training(args, results, bert_config, bert_config_file):
     close_workers(workers)
 
 
-def report(args, results):
-  print("\n" + "=" * 100)
-  meta = results["meta"]
-  print("Speed benchmark  (%s; %s; os.cpu_count()=%s, usable cores=%s, --threads=%s)"
-        % (meta["device"], meta["tensorflow"], meta["cpu_count"], meta["usable_cores"],
-           args.threads or "0 (framework defaults)"))
-  if meta.get("note"):
-    print("NOTE: " + meta["note"])
-  loads = [meta.get("load_average_start"), meta.get("load_average_end")]
-  if all(loads):
-    cores = meta["usable_cores"] or meta["cpu_count"] or 1
-    # Before the run the load is other programs'; at its end it includes this benchmark's.
-    busy = loads[0][0] > 0.5 * cores or loads[1][0] > 1.5 * cores
-    print("Load average (1 min) at start %.1f, at end %.1f on %s cores%s" % (
-        loads[0][0], loads[1][0], meta["usable_cores"],
-        ": the machine was busy with other work, timings are noisy" if busy else ""))
-  stats = {}
-  stats.update(results.get("inference_workers", {}))
-  if "inference" in results:
-    lengths = results.get("sst2_dev_lengths")
-    if lengths:
-      print("SST-2 dev: %d sentences, tokens incl. [CLS]/[SEP]: mean %.1f, median %.0f, p90 %.0f,"
-            " max %d" % (lengths["examples"], lengths["mean"], lengths["median"], lengths["p90"],
-                         lengths["max"]))
-    print("\nINFERENCE through the exported SavedModel (TF) / BertForSequenceClassification "
-          "(torch); medians over %d rounds" % args.rounds)
-    rows = []
-    for wname, entry in results["inference"].items():
-      for name, s in entry["models"].items():
-        st = stats.get(name, {})
-        rows.append([wname, "b%d" % entry["batch_size"], "%.1f" % entry["mean_padded_length"],
-                     name, fmt(s["ms_per_call_p50"], "%.2f"), fmt(s["ms_per_call_p90"], "%.2f"),
-                     fmt(s["sequences_per_s"]), fmt(s["real_tokens_per_s"], "%.0f"),
-                     fmt(s["speedup_vs_tf_predecessor"], "%.2fx"),
-                     fmt(st.get("peak_rss_mb"), "%.0f"), fmt(st.get("os_threads"), "%d")])
-    print_table(["workload", "batch", "avg len", "model", "ms/call p50", "p90", "seq/s",
-                 "tok/s", "speedup", "peak RSS MB", "threads"], rows)
-  if "training" in results:
-    stats = results.get("training_workers", {})
-    print("\nTRAINING step (forward + backward + optimizer), batch %d x %d, %s; medians over %d "
-          "rounds" % (args.train_batch_size, args.seq_length, args.train_precision, args.rounds))
-    rows = []
-    for name, s in results["training"].items():
-      st = stats.get(name, {})
-      rows.append([name, fmt(s["ms_per_step_p50"], "%.0f"), fmt(s["ms_per_step_mean"], "%.0f"),
-                   fmt(s["steps_per_s"], "%.3f"), fmt(s["tokens_per_s"], "%.0f"),
-                   fmt(s["speedup_vs_tf_predecessor"], "%.2fx"),
-                   fmt(s.get("successor_draw_fraction"), "%.2f"),
-                   fmt(st.get("trained_parameters"), "%d"),
-                   fmt(st.get("peak_rss_mb"), "%.0f"), fmt(st.get("os_threads"), "%d")])
-    print_table(["configuration", "ms/step p50", "mean", "steps/s", "tok/s", "vs pred",
-                 "suc draws", "trained params", "peak RSS MB", "threads"], rows)
-    for k, v in results["training_ratios"].items():
-      print("  %s: %s" % (k, fmt(v, "%.0f" if v > 10 else "%.3f")))
-  all_stats = dict(results.get("inference_workers", {}), **results.get("training_workers", {}))
-  if all_stats:
-    first = next(iter(all_stats.values()))
-    print("\nThreads: TF intra_op=%s inter_op=%s, oneDNN %s%s" % (
-        first.get("intra_op_threads"), first.get("inter_op_threads"),
-        {True: "on", False: "off (TF_ENABLE_ONEDNN_OPTS unset or 0)", None: "unknown"}[
-            first.get("onednn")],
-        "".join("; %s: intra=%s inter=%s attn=%s" % (n, s["intra_op_threads"],
-                                                     s["inter_op_threads"],
-                                                     s.get("attn_implementation"))
-                for n, s in all_stats.items() if n.startswith("torch"))))
-    gpu = {n: s["accelerator_peak_mb"] for n, s in all_stats.items()
-           if s.get("accelerator_peak_mb") is not None}
-    if gpu:
-      print("Accelerator peak memory (MB): " + ", ".join("%s %.0f" % kv for kv in gpu.items()))
-  if results["targets"]:
-    print("\nTARGETS")
-    for t in results["targets"]:
-      print("  [%s] %s: measured %s, target %s%s" % (
-          "met" if t["met"] else ("MISSED" if t["met"] is not None else "n/a"), t["what"],
-          fmt(t["measured"], "%.3f"), t["target"], (" (%s)" % t["detail"]) if t.get("detail")
-          else ""))
-  if results["profiles"]:
-    print("\nPROFILE (one traced step each; op time summed over threads)")
-    for name, prof in results["profiles"].items():
-      if not prof:
-        continue
-      tops = ", ".join("%s %.0f%%" % (o["op"], 100 * o["share"]) for o in prof["top_ops"][:6])
-      print("  %-34s traced %.0f ms, %d nodes, op-time %.0f ms: %s"
-            % (name, prof["traced_step_ms"], prof["num_nodes"], prof["op_time_ms_sum"], tops))
-  print("\nJSON: %s" % args.json_out)
-  if "scaling" in results:
-    sc = results["scaling"]
-    print("\nTRAINING COMMAND, predecessor, batch %d x %d (tokens/s of the global batch): 1 "
-          "process %.0f, 2 local workers %.0f (%.2fx) on %d cores"
-          % (args.train_batch_size, args.seq_length, sc["one_process_tokens_per_s"],
-             sc["two_workers_tokens_per_s"], sc["two_vs_one"], sc["cores"]))
-    if isinstance(results.get("precision"), dict):
-      for name, value in results["precision"].items():
-        print("  %-24s %8.0f tokens/s" % (name, value))
-    else:
-      print("  precision / XLA: %s" % results.get("precision"))
-
-
-def check_targets(args, results, num_layers):
-  targets = []
-  inf = results.get("inference", {})
-  wl = inf.get("len%d_b32" % args.seq_length)
-  for n, target in sorted(TARGET_SPEEDUP.items(), reverse=True):
-    name = "tf_%dL" % n
-    if wl and name in wl["models"] and args.seq_length == 128:
-      v = wl["models"][name]["speedup_vs_tf_predecessor"]
-      targets.append({"what": "inference speedup %d -> %d, batch 32, length 128" % (num_layers, n),
-                      "measured": v, "target": ">= %.1fx" % target, "met": v >= target,
-                      "detail": None if v >= target else "short by %.1f%%"
-                      % (100.0 * (target - v) / target)})
-  for key in results.get("training_target_keys", []):
-    v = results["training_ratios"][key]
-    if v is not None:
-      targets.append({"what": key, "measured": v, "target": "<= %.2f" % TARGET_STAGE1_VS_BOTH,
-                      "met": v <= TARGET_STAGE1_VS_BOTH,
-                      "detail": None if v <= TARGET_STAGE1_VS_BOTH else "over by %.1f%%"
-                      % (100.0 * (v - TARGET_STAGE1_VS_BOTH) / TARGET_STAGE1_VS_BOTH)})
-  tr = results.get("training", {})
-  tname = "torch_finetune_%dL" % num_layers
-  pname = "predecessor_%dL" % num_layers
-  if tname in tr and pname in tr:
-    v = tr[pname]["tokens_per_s"] / tr[tname]["tokens_per_s"]
-    targets.append({"what": "TF predecessor train step vs PyTorch (tokens/s ratio)",
-                    "measured": v, "target": ">= %.1f" % TARGET_TRAIN_VS_TORCH,
-                    "met": v >= TARGET_TRAIN_VS_TORCH})
-  for wname, entry in inf.items():
-    tname = "torch_%dL" % num_layers
-    if tname in entry["models"]:
-      v = (entry["models"]["tf_%dL" % num_layers]["sequences_per_s"] /
-           entry["models"][tname]["sequences_per_s"])
-      targets.append({"what": "TF %dL inference vs PyTorch, %s (seq/s ratio)"
-                      % (num_layers, wname), "measured": v,
-                      "target": ">= %.1f" % TARGET_INFERENCE_VS_TORCH,
-                      "met": v >= TARGET_INFERENCE_VS_TORCH})
-  results["targets"] = targets
-
-
 def main(argv=None):
   args = parse_args(argv)
   # As the run scripts do (oneDNN on, TensorFlow's C++ start-up quiet), before any process here
@@ -1159,11 +523,11 @@ def main(argv=None):
     train_scaling.run(args, results, args.model_dir, bool(gpus))
   if hasattr(os, "getloadavg"):
     results["meta"]["load_average_end"] = list(os.getloadavg())
-  check_targets(args, results, num_layers)
+  check_targets(results, args.seq_length, num_layers)
   os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
   with open(args.json_out, "w") as f:
     json.dump(results, f, indent=1, default=str)
-  report(args, results)
+  report(results, args.json_out)
 
 
 if __name__ == "__main__":
