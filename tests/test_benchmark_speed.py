@@ -1,0 +1,102 @@
+"""Tests for benchmarks/speed.py's arithmetic: which targets a run meets, the stage-1 ratios, the
+calls timed per round, and the report printed again from a saved JSON. No timing runs here."""
+
+import collections
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+BENCHMARKS = os.path.join(REPO_ROOT, "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def speed():
+  sys.path.insert(0, BENCHMARKS)
+  try:
+    import speed as module  # pylint: disable=g-import-not-at-top
+    import speed_report  # pylint: disable=g-import-not-at-top
+    yield module, speed_report
+  finally:
+    sys.path.remove(BENCHMARKS)
+
+
+def rounds(*per_round):
+  """A worker's raw timings: one dict of figures per round."""
+  return {"rounds": [dict(r) for r in per_round], "call_ms": [1.0], "replaced": []}
+
+
+def inference_entry(seq_per_s):
+  """A workload's entry: each model's sequences/s and its speed relative to TF's 6 layers."""
+  return {"models": collections.OrderedDict(
+      (name, {"sequences_per_s": v, "speedup_vs_tf_predecessor": v / seq_per_s["tf_6L"]})
+      for name, v in seq_per_s.items())}
+
+
+def test_targets_are_tf_over_pytorch_and_successor_over_predecessor(speed):
+  _, report = speed
+  results = {
+      "inference": {
+          "len128_b32": inference_entry({"tf_6L": 100.0, "tf_3L": 190.0, "tf_2L": 250.0,
+                                         "torch_6L": 80.0}),
+          "sst2dev_b1": inference_entry({"tf_6L": 100.0, "torch_6L": 90.0}),
+      },
+      "training": {"predecessor_6L": {"tokens_per_s": 3000.0},
+                   "torch_finetune_6L": {"tokens_per_s": 2000.0}},
+      "training_ratios": {"stage1 / both": 0.56},
+      "training_target_keys": ["stage1 / both"],
+  }
+  report.check_targets(results, 128, 6)
+  got = {t["what"]: (round(t["measured"], 4), t["met"]) for t in results["targets"]}
+  assert got == {
+      "inference speedup 6 -> 3, batch 32, length 128": (1.9, True),
+      "inference speedup 6 -> 2, batch 32, length 128": (2.5, False),
+      "stage1 / both": (0.56, False),
+      "TF predecessor train step vs PyTorch (tokens/s ratio)": (1.5, True),
+      "TF 6L inference vs PyTorch, len128_b32 (seq/s ratio)": (1.25, True),
+      "TF 6L inference vs PyTorch, sst2dev_b1 (seq/s ratio)": (1.1111, False),
+  }
+  # The speedup targets are defined at length 128 only.
+  report.check_targets(results, 64, 6)
+  assert not any("speedup" in t["what"] for t in results["targets"])
+
+
+def test_stage1_ratios_pair_rounds_and_expect_the_mean_step_from_the_extremes(speed):
+  module, _ = speed
+  raw = {"stage1_6to3_p0.25": rounds({"ms_per_call": 5.0}, {"ms_per_call": 6.0},
+                                    {"ms_per_call": 9.0}),
+         "both_branches_6to3_p0.25": rounds({"ms_per_call": 10.0}, {"ms_per_call": 10.0},
+                                           {"ms_per_call": 10.0})}
+  training = {"stage1_6to3_p0": {"ms_per_step_mean": 8.0},
+              "stage1_6to3_p1": {"ms_per_step_mean": 4.0},
+              "both_branches_6to3_p0.25": {"ms_per_step_mean": 12.0}}
+  ratios, keys = module.stage1_ratios(raw, training, 6, [3], 0.25, extremes=True)
+  assert keys == ["stage1_6to3_p0.25 / both_branches_6to3_p0.25 (step time)"]
+  assert ratios[keys[0]] == pytest.approx(0.6)  # median of 0.5, 0.6, 0.9
+  assert ratios["stage1 6to3 mean ms at p=0.25 expected from p=0 and p=1"] == pytest.approx(7.0)
+  assert ratios["stage1 6to3 expected from p=0 and p=1 / both_branches_6to3_p0.25 "
+                "(mean step time)"] == pytest.approx(7.0 / 12.0)
+
+
+def test_calls_per_round_repeat_a_fixed_batch_and_spread_over_the_dev_set(speed):
+  module, _ = speed
+  assert module.calls_per_round(1, iters=4, warmup=2, real_max_batches=0) == ([0] * 4, [0] * 2)
+  assert module.calls_per_round(28, iters=4, warmup=3, real_max_batches=0) == (
+      list(range(28)), [0, 1, 2])
+  timed, warm = module.calls_per_round(28, iters=4, warmup=3, real_max_batches=4)
+  assert timed == [0, 9, 18, 27] and warm == [0, 1, 2]
+
+
+def test_a_saved_run_prints_again(speed, capsys):
+  _, report = speed
+  path = os.path.join(BENCHMARKS, "results", "speed_amx_fused_layer_norm.json")
+  with open(path) as f:
+    results = json.load(f)
+  report.report(results, path)
+  out = capsys.readouterr().out
+  assert "INFERENCE through the exported SavedModel" in out
+  assert "[MISSED] TF 6L inference vs PyTorch, sst2dev_b1 (seq/s ratio): measured 0.850" in out
+  assert out.rstrip().endswith("JSON: %s" % path)
