@@ -143,6 +143,8 @@ def run_chain(args, command, model, num_features, output_dir):
 
   command: the task's command line without --output_dir, --bert_config_file, --init_checkpoint
   and the stage's flags; model: {"init_checkpoint", "bert_config_file"} of the embedded model.
+  The stages share one feature cache (<output_dir>/cache): the teacher's pass over the training
+  set runs once for every distilled stage.
   """
   rows, stage_dirs = [], {}
   for name, (steps, rate, flags, start, kd) in plan(args, num_features).items():
@@ -165,6 +167,7 @@ def run_chain(args, command, model, num_features, output_dir):
                      "--train_batch_size=%d" % args.train_batch_size,
                      "--eval_batch_size=%d" % args.eval_batch_size, "--seed=%d" % args.seed,
                      "--num_threads=%d" % args.num_threads,
+                     "--cache_dir=" + os.path.join(output_dir, "cache"),
                      "--log_every_n_steps=20"] + args.extra_flag
     stage_dirs[name] = os.path.join(output_dir, name)
     seconds, metrics = run_stage(command, stage_dirs[name], flags)

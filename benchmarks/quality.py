@@ -214,7 +214,11 @@ class _SeedRun(object):
     self.pred_ckpt = None
 
   def run(self, name, steps, flags):
-    """Runs run_classifier.py into <base>/<name>; returns its evaluation history."""
+    """Runs run_classifier.py into <base>/<name>; returns its evaluation history.
+
+    The runs of a seed share one feature cache, so the teacher's pass over the (augmented)
+    training set runs once for all distilled runs, not once per run.
+    """
     args = self.args
     out = os.path.join(self.base, name)
     run_classifier([
@@ -224,7 +228,8 @@ class _SeedRun(object):
         "--seed=%d" % self.seed, "--do_train", "--evaluate_during_training",
         "--num_train_steps=%d" % steps, "--log_every_n_steps=50",
         "--save_checkpoints_steps=%d" % max(1, steps // args.evals_per_run),
-        "--max_train_examples=%d" % args.max_train_examples, "--output_dir=" + out] + flags,
+        "--max_train_examples=%d" % args.max_train_examples, "--output_dir=" + out,
+        "--cache_dir=" + os.path.join(self.base, "cache")] + flags,
                    out + ".log")
     return read_history(out)
 
