@@ -40,11 +40,15 @@ started again; a work_dir made with other settings (epochs, rates, ...) is refus
 A sweep too long for one sitting can be run a few seeds at a time, each part with its own
 --work_dir: --earlier_results=<an earlier part's quality.json>[,...] (same settings, other seeds)
 adds that part's final metrics to the table, the retention and the paired differences, and to
-this part's quality.json (the plot shows this part's seeds only):
+this part's quality.json (the plot shows this part's seeds only). That file then holds every
+seed so far, so the next part names it alone (naming rte1 again would count seed 1 twice, which
+is refused):
 
   python benchmarks/quality.py --tasks=rte --seeds=1 --work_dir=runs/rte1 ...
   python benchmarks/quality.py --tasks=rte --seeds=2 --work_dir=runs/rte2 \
       --earlier_results=runs/rte1/quality.json ...
+  python benchmarks/quality.py --tasks=rte --seeds=3 --work_dir=runs/rte3 \
+      --earlier_results=runs/rte2/quality.json ...
 """
 
 import argparse
@@ -110,7 +114,8 @@ def build_parser():
                  help="distilled methods: teacher-labelled augmented copies of each example")
   p.add_argument("--earlier_results", default="",
                  help="comma list of quality.json files of earlier runs of this sweep (same "
-                      "settings, other seeds) whose final metrics join this run's")
+                      "settings, other seeds) whose final metrics join this run's; a part's "
+                      "file already holds the parts it joined")
   return p
 
 
