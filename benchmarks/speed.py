@@ -106,7 +106,8 @@ def parse_args(argv=None):
   p.add_argument("--skip_inference", action="store_true")
   p.add_argument("--skip_training", action="store_true")
   p.add_argument("--profile", action="store_true",
-                 help="trace one step per TF configuration (RunMetadata FULL_TRACE): Chrome "
+                 help="trace one step per TF configuration (RunMetadata FULL_TRACE, its ops "
+                      "one at a time so that their times add up to the step): Chrome "
                       "timelines in <work_dir>/profiles and the top op types in the JSON")
   p.add_argument("--reuse_exports", action="store_true",
                  help="keep SavedModels already in <work_dir> instead of exporting again")

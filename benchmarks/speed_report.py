@@ -118,7 +118,7 @@ def print_targets_and_profiles(targets, profiles):
           fmt(t["measured"], "%.3f"), t["target"], (" (%s)" % t["detail"]) if t.get("detail")
           else ""))
   if profiles:
-    print("\nPROFILE (one traced step each; op time summed over threads)")
+    print("\nPROFILE (one traced step each, its ops run one at a time; op time summed)")
     for name, prof in profiles.items():
       if not prof:
         continue

@@ -100,3 +100,32 @@ def test_a_saved_run_prints_again(speed, capsys):
   assert "INFERENCE through the exported SavedModel" in out
   assert "[MISSED] TF 6L inference vs PyTorch, sst2dev_b1 (seq/s ratio): measured 0.850" in out
   assert out.rstrip().endswith("JSON: %s" % path)
+
+
+def test_a_traced_step_runs_its_ops_one_at_a_time(tmp_path):
+  """Two independent matrix products would run side by side in the session's inter-op pool; the
+  profile's traced step runs them one after the other, so no two op intervals overlap."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, BENCHMARKS)
+  try:
+    import speed_workers  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(BENCHMARKS)
+  tf1 = tf.compat.v1
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf1.placeholder(tf.float32, [256, 256])
+    products = [tf.matmul(tf.matmul(x + i, x), x) for i in range(4)]
+    total = tf.add_n(products)
+  config = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=4)
+  with tf1.Session(graph=graph, config=config) as sess:
+    path = str(tmp_path / "timeline.json")
+    prof = speed_workers._trace(sess, total, {x: np.ones([256, 256], np.float32)}, path)
+  assert prof["top_ops"][0]["op"] in ("MatMul", "_MklMatMul")
+  with open(path) as f:
+    events = sorted((e["ts"], e["ts"] + e["dur"]) for e in json.load(f)["traceEvents"]
+                    if e.get("ph") == "X" and e.get("args", {}).get("op"))
+  assert len(events) >= 8
+  for (_, end), (start, _) in zip(events, events[1:]):
+    assert start >= end
