@@ -374,12 +374,12 @@ def run_inference(args, results, checkpoint, bert_config, bert_config_file, voca
     results["inference"] = time_inference(args, workers, workloads, layers_of,
                                           "tf_%dL" % num_layers)
     if args.profile:
-      wl = "len%d_b%d" % (args.seq_length, max(args.batch_sizes))
-      for name, w in workers.items():
-        if name.startswith("tf_"):
-          results["profiles"]["infer_%s_%s" % (name, wl)] = w.call(
-              "profile", workload=wl,
-              path=os.path.join(args.work_dir, "profiles", "infer_%s_%s.json" % (name, wl)))
+      for wl in ["len%d_b%d" % (args.seq_length, b) for b in args.batch_sizes]:
+        for name, w in workers.items():
+          if name.startswith("tf_"):
+            results["profiles"]["infer_%s_%s" % (name, wl)] = w.call(
+                "profile", workload=wl,
+                path=os.path.join(args.work_dir, "profiles", "infer_%s_%s.json" % (name, wl)))
     results["inference_workers"] = collect_stats(workers)
   finally:
     close_workers(workers)
