@@ -26,9 +26,10 @@ From Python, load once and predict many (theseus/export/serving.py):
 
 Backends: the SavedModel (`saved_model`) or the TFLite files (`tflite`: model.tflite,
 `tflite_int8`: model_int8.tflite, from --export_tflite). `auto` (the default) takes, per call,
-the fastest exact path measured (BENCHMARKS.md, Serving): TFLite float32 for a single short
-example when the export has it, the SavedModel for batches. int8 is never chosen by itself: it
-changes some predictions.
+the fastest exact path measured on the kind of CPU it runs on (BENCHMARKS.md, Serving): TFLite
+float32 when the export has it, except on AVX-512 CPUs for batches and examples over 64 word
+pieces, where the SavedModel is faster (theseus/export/serving.py, auto_backend). int8 is never
+chosen by itself: it changes some predictions.
 """
 
 import json
@@ -62,7 +63,7 @@ flags.DEFINE_enum("backend", "auto", list(layout.BACKENDS), "Which model file ru
                   "(the fastest exact one for each call), saved_model, tflite or tflite_int8.")
 flags.DEFINE_enum("format", "text", ["text", "json"], "Output: text lines or JSON lines.")
 flags.DEFINE_integer("batch_size", 32, "Examples per model call.")
-flags.DEFINE_integer("num_threads", 0, "Threads of the runtime (0: its choice).")
+flags.DEFINE_integer("num_threads", 0, "Threads of the runtime (0: every usable core).")
 flags.DEFINE_bool("allow_untrained", False, "Serve an export some of whose variables did not "
                   "come from a checkpoint (e.g. a head never trained).")
 flags.DEFINE_bool(cli.VERBOSE_FLAG, False, "Show TensorFlow's own start-up messages.")

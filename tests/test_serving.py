@@ -76,12 +76,12 @@ def test_tflite_float_equals_the_saved_model_and_int8_agrees(sst2_export, shared
                                        for r in predictor.predict(sentences[batch:batch + 32])])
     predictor.close()
   assert np.abs(probabilities["tflite"] - probabilities["saved_model"]).max() < 1e-5
-  # auto: the float32 TFLite file for one short example, the SavedModel for a batch.
+  # auto: the float32 TFLite file for one short example; for a batch, what this CPU runs fastest.
   predictor = serving.Predictor(export_dir)
   predictor.predict(sentences[:1])
   assert predictor.last_backend == "tflite"
   predictor.predict(sentences[:2])
-  assert predictor.last_backend == "saved_model"
+  assert predictor.last_backend == ("saved_model" if serving.cpu_has_avx512() else "tflite")
   predictor.close()
   reference = probabilities["saved_model"].argmax(-1)
   assert 0.2 < reference.mean() < 0.8  # a model that answers both classes
@@ -115,7 +115,7 @@ def test_predict_py_labels_equal_run_classifier_do_predict(sst2_export, shared_d
   sentences = [record["text_a"] for record in expected]
   input_file = tmp_path / "sentences.txt"
   input_file.write_text("\n".join(sentences) + "\n", encoding="utf-8")
-  # The default backend (auto) serves these batches from the SavedModel.
+  # The default backend (auto) serves these batches (the SavedModel or TFLite, by CPU).
   proc = _run("predict.py", ["--export_dir=" + export_dir, "--input_file=" + str(input_file),
                              "--format=json"])
   got = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -141,3 +141,51 @@ def test_predict_py_bad_input_is_one_line(sst2_export, tmp_path):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-500:]
+
+
+def test_auto_picks_the_backend_measured_fastest_on_the_cpu(tmp_path):
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  both = ("saved_model", "tflite")
+  # AVX-512: TFLite for one example of up to 64 word pieces, the SavedModel for the rest.
+  assert serving.auto_backend(1, 64, both, avx512=True) == "tflite"
+  assert serving.auto_backend(1, 65, both, avx512=True) == "saved_model"
+  assert serving.auto_backend(2, 16, both, avx512=True) == "saved_model"
+  # Other CPUs: TFLite for every shape.
+  for batch_size, length in ((1, 16), (1, 512), (32, 128)):
+    assert serving.auto_backend(batch_size, length, both, avx512=False) == "tflite"
+  # Whatever the export has, when it has one of the two.
+  for avx512 in (True, False):
+    assert serving.auto_backend(32, 128, ["tflite"], avx512) == "tflite"
+    assert serving.auto_backend(1, 16, ["saved_model"], avx512) == "saved_model"
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+  assert serving.cpu_has_avx512(str(cpuinfo))
+  cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_vnni_like\n")
+  assert not serving.cpu_has_avx512(str(cpuinfo))
+  assert not serving.cpu_has_avx512(str(tmp_path / "missing"))
+
+
+def test_tflite_runs_on_every_usable_core_unless_told(monkeypatch):
+  """The TFLite interpreter's own default is one thread; num_threads=0 means every usable core,
+  as it does for TensorFlow's sessions."""
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  asked = []
+
+  class FakeInterpreter(object):
+
+    def __init__(self, model_path, num_threads=None):
+      del model_path
+      asked.append(num_threads)
+
+    def get_signature_runner(self, key):
+      del key
+      return lambda **inputs: inputs
+
+  monkeypatch.setattr(serving.tf.lite, "Interpreter", FakeInterpreter)
+  monkeypatch.setattr(serving, "usable_cores", lambda: 7)
+  serving.TFLiteRunner("model.tflite")
+  serving.TFLiteRunner("model.tflite", num_threads=3)
+  assert asked == [7, 3]
+  assert serving.usable_cores() == 7
+  monkeypatch.undo()
+  assert serving.usable_cores() >= 1

@@ -27,11 +27,43 @@ tf1 = tf.compat.v1
 
 BACKENDS = layout.BACKENDS
 BACKEND_FILES = layout.BACKEND_FILES
-# `auto` runs the fastest exact backend measured for the call (benchmarks/serving.py, BENCHMARKS.md
-# "Serving"): for one short example (batch 1, up to this many word pieces) the float32 TFLite file,
-# when the export has it (4.9 ms against 5.8 for the SavedModel, 3-layer successor, SST-2 dev);
-# for batches and long examples the SavedModel (380 sentences/s at batch 32 against 170).
+# `auto` runs the fastest exact backend measured for the call on the kind of CPU it runs on
+# (BENCHMARKS.md, "Serving"). On an AVX-512 CPU: the float32 TFLite file for one short example
+# (batch 1, up to this many word pieces; 4.9 ms against 5.8 for the SavedModel, 3-layer
+# successor, SST-2 dev), the SavedModel for batches and long examples (380 sentences/s at batch
+# 32 against 170), where oneDNN's AVX-512 kernels lead. On other CPUs the TFLite file for every
+# call: on an AVX2 CPU with both cores it took 0.27-0.77 of the SavedModel's time at batch 1
+# (lengths 16-512) and 0.57-0.96 at batches 2-32.
 AUTO_TFLITE_MAX_LENGTH = 64
+
+
+def cpu_has_avx512(cpuinfo_path="/proc/cpuinfo"):
+  """Whether the CPU lists AVX-512 (avx512f) among its flags; False where no cpuinfo is found."""
+  try:
+    with open(cpuinfo_path) as f:
+      for line in f:
+        if line.startswith("flags"):
+          return "avx512f" in line.split()
+  except OSError:
+    pass
+  return False
+
+
+def auto_backend(batch_size, length, available, avx512):
+  """The backend `auto` runs for a padded batch [batch_size, length].
+
+  Args:
+    batch_size, length: the batch's shape.
+    available: the backends among saved_model and tflite that the export has.
+    avx512: whether the CPU has AVX-512 (cpu_has_avx512()).
+  """
+  if "tflite" not in available:
+    return "saved_model"
+  if "saved_model" not in available:
+    return "tflite"
+  if not avx512:
+    return "tflite"
+  return "tflite" if batch_size == 1 and length <= AUTO_TFLITE_MAX_LENGTH else "saved_model"
 
 
 def load_saved_model_predictor(saved_model_dir, session_config=None):
@@ -68,13 +100,25 @@ class SavedModelRunner(object):
     self.sess.close()
 
 
+def usable_cores():
+  """The CPUs this process may run on (its affinity mask where the OS has one)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 class TFLiteRunner(object):
-  """A TFLite file's serving_default signature: inputs dict -> outputs dict of arrays."""
+  """A TFLite file's serving_default signature: inputs dict -> outputs dict of arrays.
+
+  num_threads 0 means every usable core, as TensorFlow's sessions take them: the interpreter's
+  own default is one thread (its kernels then run 1.7-1.8x slower on 2 cores, BENCHMARKS.md).
+  """
 
   def __init__(self, path, num_threads=0):
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
-      self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads or None)
+      self.interpreter = tf.lite.Interpreter(model_path=path,
+                                             num_threads=num_threads or usable_cores())
     self._run = self.interpreter.get_signature_runner(layout.SIGNATURE_KEY)
 
   def __call__(self, inputs):
@@ -161,7 +205,7 @@ class Predictor(object):
   Args:
     export_dir: the export directory.
     backend: one of BACKENDS ("auto": per call, the fastest exact one the export has).
-    num_threads: threads of the runtime (0: its choice).
+    num_threads: threads of the runtime (0: every usable core).
     allow_untrained: serve an export some of whose variables did not come from a checkpoint
       (export_info.json's "untrained_variables", e.g. a head never trained).
 
@@ -187,6 +231,7 @@ class Predictor(object):
     self.kind, self.task = module.KIND, task_info
     self.export_dir, self.backend, self.num_threads = export_dir, backend, num_threads
     self.runners = {}  # backend -> runner, loaded on first use
+    self.avx512 = None  # read from the CPU on the first `auto` call
     if backend != "auto":
       self._runner(backend)
     self.last_backend = None
@@ -197,15 +242,15 @@ class Predictor(object):
     return self.runners[backend]
 
   def run(self, batch):
-    """Model outputs of a padded batch, from the backend chosen for it (see AUTO_TFLITE_*)."""
+    """Model outputs of a padded batch, from the backend chosen for it (see auto_backend)."""
     backend = self.backend
     if backend == "auto":
-      ids = batch["input_ids"]
-      short_single = ids.shape[0] == 1 and ids.shape[1] <= AUTO_TFLITE_MAX_LENGTH
-      has = {b: os.path.exists(os.path.join(self.export_dir, BACKEND_FILES[b]))
-             for b in ("saved_model", "tflite")}
-      backend = "tflite" if has["tflite"] and (short_single or not has["saved_model"]) else (
-          "saved_model")
+      if self.avx512 is None:
+        self.avx512 = cpu_has_avx512()
+      available = [b for b in ("saved_model", "tflite")
+                   if os.path.exists(os.path.join(self.export_dir, BACKEND_FILES[b]))]
+      backend = auto_backend(batch["input_ids"].shape[0], batch["input_ids"].shape[1],
+                             available, self.avx512)
     self.last_backend = backend
     return self._runner(backend)(batch)
 
