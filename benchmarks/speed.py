@@ -6,7 +6,9 @@ Inference goes through exported SavedModels (the `serving_default` signature tha
 are exported from the embedded predecessor checkpoint (successor module j initialised from
 layer j; the weights do not matter for speed), then timed at batch 1 and batch 32 for
 sequence length 128 and for the real length distribution of SST-2 dev (dev order, each batch
-padded to its longest sequence).
+padded to its longest sequence). With --with_tflite each export's float32 TFLite file is timed
+too, on every usable core as predict.py runs it, and the TF / PyTorch inference targets are
+also given for the backend predict.py's `auto` picks on this CPU (serving.auto_backend).
 
 Training times one update as the trainer takes it (theseus/training/update.py: forward,
 backward, clipping and AdamWeightDecay, built with trainer.make_model_fn) at batch 32 x 128
@@ -109,6 +111,9 @@ def parse_args(argv=None):
                  help="trace one step per TF configuration (RunMetadata FULL_TRACE, its ops "
                       "one at a time so that their times add up to the step): Chrome "
                       "timelines in <work_dir>/profiles and the top op types in the JSON")
+  p.add_argument("--with_tflite", action="store_true",
+                 help="also time each export's float32 TFLite file (written as --export_tflite "
+                      "writes it), and TF / PyTorch as predict.py's auto backend picks per call")
   p.add_argument("--reuse_exports", action="store_true",
                  help="keep SavedModels already in <work_dir> instead of exporting again")
   p.add_argument("--scaling", action="store_true",
@@ -265,7 +270,8 @@ def ensure_model_dir(model_dir):
 
 
 def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
-  """SavedModels of the predecessor (0) and successors (n), via writer.export_model."""
+  """SavedModels of the predecessor (0) and successors (n), via writer.export_model (and their
+  TFLite files beside them with --with_tflite)."""
   import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
   from theseus.export import writer  # pylint: disable=g-import-not-at-top
   from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
@@ -278,14 +284,15 @@ def export_models(args, checkpoint, bert_config_file, vocab_file, layer_counts):
     export_dir = os.path.join(args.work_dir, "export_%dL" % (n or bert_config.num_hidden_layers))
     saved_model = os.path.join(export_dir, "saved_model")
     info_file = os.path.join(export_dir, "export_info.json")
-    if args.reuse_exports and os.path.isfile(info_file):
+    tflite_ok = not args.with_tflite or os.path.isfile(os.path.join(export_dir, "model.tflite"))
+    if args.reuse_exports and os.path.isfile(info_file) and tflite_ok:
       with open(info_file) as f:
         if json.load(f)["num_hidden_layers"] == (n or bert_config.num_hidden_layers):
           paths[n] = saved_model
           continue
     t0 = time.perf_counter()
     info = writer.export_model(bert_config, task, "classifier", Stage.of(n), "first", vocab_file,
-                               checkpoint, export_dir)
+                               checkpoint, export_dir, with_tflite=args.with_tflite)
     print("  exported %d layers (%d parameters) to %s in %.1f s"
           % (info["num_hidden_layers"], info["parameters"], saved_model,
              time.perf_counter() - t0), flush=True)
@@ -349,6 +356,18 @@ def time_inference(args, workers, workloads, layers_of, pred):
   return inference
 
 
+def auto_backends(workloads):
+  """{workload: the backend predict.py's auto runs for its batches on this CPU, or "mixed"}."""
+  from theseus.export import serving  # pylint: disable=g-import-not-at-top
+  avx512 = serving.cpu_has_avx512()
+  picks = collections.OrderedDict()
+  for wname, (batches, _, _) in workloads.items():
+    chosen = {serving.auto_backend(ids.shape[0], ids.shape[1], ("saved_model", "tflite"), avx512)
+              for ids, _, _ in batches}
+    picks[wname] = chosen.pop() if len(chosen) == 1 else "mixed"
+  return picks
+
+
 def run_inference(args, results, checkpoint, bert_config, bert_config_file, vocab_file):
   num_layers = bert_config["num_hidden_layers"]
   print("\n== Inference: exporting SavedModels", flush=True)
@@ -363,6 +382,11 @@ def run_inference(args, results, checkpoint, bert_config, bert_config_file, voca
     layers_of[name] = n or num_layers
     specs.append((name, {"runner": "tf_infer", "saved_model": path, "threads": args.threads,
                          "workloads": data}))
+    if args.with_tflite:
+      layers_of["tflite_%dL" % (n or num_layers)] = n or num_layers
+      specs.append(("tflite_%dL" % (n or num_layers), {
+          "runner": "tflite_infer", "threads": args.threads, "workloads": data,
+          "tflite": os.path.join(os.path.dirname(path), "model.tflite")}))
   if args.torch_ok:
     layers_of["torch_%dL" % num_layers] = num_layers
     specs.append(("torch_%dL" % num_layers, {"runner": "torch", "mode": "infer",
@@ -373,6 +397,8 @@ def run_inference(args, results, checkpoint, bert_config, bert_config_file, voca
   try:
     results["inference"] = time_inference(args, workers, workloads, layers_of,
                                           "tf_%dL" % num_layers)
+    if args.with_tflite:
+      results["auto_backends"] = auto_backends(workloads)
     if args.profile:
       for wl in ["len%d_b%d" % (args.seq_length, b) for b in args.batch_sizes]:
         for name, w in workers.items():

@@ -57,8 +57,8 @@ def print_inference(inference, stats, sst2_dev_lengths, rounds):
     print("SST-2 dev: %d sentences, tokens incl. [CLS]/[SEP]: mean %.1f, median %.0f, p90 %.0f,"
           " max %d" % (lengths["examples"], lengths["mean"], lengths["median"], lengths["p90"],
                        lengths["max"]))
-  print("\nINFERENCE through the exported SavedModel (TF) / BertForSequenceClassification "
-        "(torch); medians over %d rounds" % rounds)
+  print("\nINFERENCE through the exported SavedModel (tf) or TFLite file (tflite) / "
+        "BertForSequenceClassification (torch); medians over %d rounds" % rounds)
   rows = []
   for wname, entry in inference.items():
     for name, s in entry["models"].items():
@@ -189,16 +189,32 @@ def check_targets(results, seq_length, num_layers):
     targets.append({"what": "TF predecessor train step vs PyTorch (tokens/s ratio)",
                     "measured": v, "target": ">= %.1f" % TARGET_TRAIN_VS_TORCH,
                     "met": v >= TARGET_TRAIN_VS_TORCH})
-  for wname, entry in inf.items():
-    tname = "torch_%dL" % num_layers
-    if tname in entry["models"]:
-      v = (entry["models"]["tf_%dL" % num_layers]["sequences_per_s"] /
-           entry["models"][tname]["sequences_per_s"])
-      targets.append({"what": "TF %dL inference vs PyTorch, %s (seq/s ratio)"
-                      % (num_layers, wname), "measured": v,
+  targets += inference_targets(inf, results.get("auto_backends", {}), num_layers)
+  results["targets"] = targets
+
+
+def inference_targets(inference, auto_backends, num_layers):
+  """TF / PyTorch inference targets per workload: the SavedModel, and with TFLite timed too,
+  the backend predict.py's auto runs for that workload on the measuring CPU."""
+  targets = []
+  tname = "torch_%dL" % num_layers
+  for wname, entry in inference.items():
+    models = entry["models"]
+    if tname not in models:
+      continue
+    runs = [("TF %dL inference" % num_layers, "tf_%dL" % num_layers)]
+    auto = auto_backends.get(wname)
+    if auto in ("saved_model", "tflite"):
+      runs.append(("TF %dL inference as predict.py runs it (auto: %s)" % (num_layers, auto),
+                   ("tf_%dL" if auto == "saved_model" else "tflite_%dL") % num_layers))
+    for what, name in runs:
+      if name not in models:
+        continue
+      v = models[name]["sequences_per_s"] / models[tname]["sequences_per_s"]
+      targets.append({"what": "%s vs PyTorch, %s (seq/s ratio)" % (what, wname), "measured": v,
                       "target": ">= %.1f" % TARGET_INFERENCE_VS_TORCH,
                       "met": v >= TARGET_INFERENCE_VS_TORCH})
-  results["targets"] = targets
+  return targets
 
 
 

@@ -405,7 +405,47 @@ class TorchRunner(object):
     pass
 
 
-RUNNERS = {"tf_infer": TFInferenceRunner, "tf_train": TFTrainRunner, "torch": TorchRunner}
+class TFLiteInferenceRunner(object):
+  """An export's float32 TFLite file, run as predict.py runs it (serving.TFLiteRunner; threads
+  0: every usable core)."""
+
+  def __init__(self, spec):
+    from theseus.export import serving  # pylint: disable=g-import-not-at-top
+    self.spec = spec
+    self.threads = spec["threads"] or serving.usable_cores()
+    self.runner = serving.TFLiteRunner(spec["tflite"], self.threads)
+    self.workloads = spec["workloads"]
+    self.rss_after_load = _process_stats()["rss_mb"]
+
+  def run(self, workload, indices):
+    times = []
+    for i in indices:
+      ids, mask, segments = self.workloads[workload][i]
+      inputs = {"input_ids": ids, "input_mask": mask, "segment_ids": segments}
+      start = time.perf_counter()
+      self.runner(inputs)
+      times.append(time.perf_counter() - start)
+    return {"times": times}
+
+  def profile(self, workload, path):
+    del workload, path
+    return None  # no session to trace
+
+  def info(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return {"framework": "tensorflow %s (TFLite)" % tf.__version__, "device": "CPU",
+            "intra_op_threads": self.threads, "inter_op_threads": 1,
+            "rss_after_load_mb": self.rss_after_load}
+
+  def accelerator_peak_mb(self):
+    return None
+
+  def close(self):
+    self.runner.close()
+
+
+RUNNERS = {"tf_infer": TFInferenceRunner, "tflite_infer": TFLiteInferenceRunner,
+           "tf_train": TFTrainRunner, "torch": TorchRunner}
 
 
 def worker_main(conn, spec):

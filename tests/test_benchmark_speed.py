@@ -64,6 +64,29 @@ def test_targets_are_tf_over_pytorch_and_successor_over_predecessor(speed):
   assert not any("speedup" in t["what"] for t in results["targets"])
 
 
+def test_inference_targets_follow_the_backend_auto_runs(speed):
+  """With TFLite timed, each workload also gets TF / PyTorch for the backend predict.py's auto
+  picks there: the TFLite file, the SavedModel, or none when its batches would mix the two."""
+  _, report = speed
+  inference = {
+      "len128_b1": inference_entry({"tf_6L": 100.0, "tflite_6L": 150.0, "torch_6L": 100.0}),
+      "len128_b32": inference_entry({"tf_6L": 100.0, "tflite_6L": 90.0, "torch_6L": 50.0}),
+      "sst2dev_b1": inference_entry({"tf_6L": 100.0, "tflite_6L": 300.0, "torch_6L": 200.0}),
+  }
+  auto = {"len128_b1": "tflite", "len128_b32": "saved_model", "sst2dev_b1": "mixed"}
+  got = {t["what"]: round(t["measured"], 4)
+         for t in report.inference_targets(inference, auto, 6)}
+  assert got == {
+      "TF 6L inference vs PyTorch, len128_b1 (seq/s ratio)": 1.0,
+      "TF 6L inference as predict.py runs it (auto: tflite) vs PyTorch, len128_b1 (seq/s ratio)":
+          1.5,
+      "TF 6L inference vs PyTorch, len128_b32 (seq/s ratio)": 2.0,
+      "TF 6L inference as predict.py runs it (auto: saved_model) vs PyTorch, len128_b32 "
+      "(seq/s ratio)": 2.0,
+      "TF 6L inference vs PyTorch, sst2dev_b1 (seq/s ratio)": 0.5,
+  }
+
+
 def test_stage1_ratios_pair_rounds_and_expect_the_mean_step_from_the_extremes(speed):
   module, _ = speed
   raw = {"stage1_6to3_p0.25": rounds({"ms_per_call": 5.0}, {"ms_per_call": 6.0},
