@@ -32,8 +32,8 @@ BACKEND_FILES = layout.BACKEND_FILES
 # (batch 1, up to this many word pieces; 4.9 ms against 5.8 for the SavedModel, 3-layer
 # successor, SST-2 dev), the SavedModel for batches and long examples (380 sentences/s at batch
 # 32 against 170), where oneDNN's AVX-512 kernels lead. On other CPUs the TFLite file for every
-# call: on an AVX2 CPU with both cores it took 0.27-0.77 of the SavedModel's time at batch 1
-# (lengths 16-512) and 0.57-0.96 at batches 2-32.
+# call: on a 2-core AVX2 CPU, both cores, it took 0.36-0.63 of the SavedModel's time at batch 1
+# and 0.91-0.96 at batch 32 (benchmarks/speed.py --with_tflite, length 128 and SST-2 dev).
 AUTO_TFLITE_MAX_LENGTH = 64
 
 
