@@ -110,8 +110,8 @@ def usable_cores():
 class TFLiteRunner(object):
   """A TFLite file's serving_default signature: inputs dict -> outputs dict of arrays.
 
-  num_threads 0 means every usable core, as TensorFlow's sessions take them: the interpreter's
-  own default is one thread (its kernels then run 1.7-1.8x slower on 2 cores, BENCHMARKS.md).
+  num_threads 0 means every usable core, as TensorFlow's sessions take them (the interpreter's
+  own default is one thread).
   """
 
   def __init__(self, path, num_threads=0):
