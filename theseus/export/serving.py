@@ -231,8 +231,11 @@ class Predictor(object):
     self.kind, self.task = module.KIND, task_info
     self.export_dir, self.backend, self.num_threads = export_dir, backend, num_threads
     self.runners = {}  # backend -> runner, loaded on first use
-    self.avx512 = None  # read from the CPU on the first `auto` call
-    if backend != "auto":
+    if backend == "auto":  # what auto_backend decides by, read once
+      self.available = [b for b in ("saved_model", "tflite")
+                        if os.path.exists(os.path.join(export_dir, BACKEND_FILES[b]))]
+      self.avx512 = cpu_has_avx512()
+    else:
       self._runner(backend)
     self.last_backend = None
 
@@ -245,12 +248,8 @@ class Predictor(object):
     """Model outputs of a padded batch, from the backend chosen for it (see auto_backend)."""
     backend = self.backend
     if backend == "auto":
-      if self.avx512 is None:
-        self.avx512 = cpu_has_avx512()
-      available = [b for b in ("saved_model", "tflite")
-                   if os.path.exists(os.path.join(self.export_dir, BACKEND_FILES[b]))]
       backend = auto_backend(batch["input_ids"].shape[0], batch["input_ids"].shape[1],
-                             available, self.avx512)
+                             self.available, self.avx512)
     self.last_backend = backend
     return self._runner(backend)(batch)
 
