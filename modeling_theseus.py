@@ -138,9 +138,8 @@ class BertConfig(object):
 def get_activation(activation_string):
   """Maps an activation name to a function, as google-research/bert does.
 
-  "gelu" (and "gelu_new", "gelu_tanh", "gelu_pytorch_tanh") is the tanh approximation of GELU;
-  "gelu_exact" the exact erf GELU; "relu", "tanh", "linear" (or "") as named. A function is
-  returned as it is. A config's "gelu" may mean the exact one: use hidden_activation(config).
+  "gelu" ("gelu_new", "gelu_tanh", "gelu_pytorch_tanh") is the tanh GELU, "gelu_exact" the erf
+  one, the others as named; a function is returned as it is. See hidden_activation(config).
   """
   if not isinstance(activation_string, str):
     return activation_string
@@ -293,7 +292,8 @@ def attention_context(query, key, value, attention_bias, batch_size, from_seq_le
 
 
 def transformer_layer(layer_input, attention_bias, params, batch_size, seq_length, config,
-                      hidden_dropout_prob, attention_probs_dropout_prob, return_attention=False):
+                      hidden_dropout_prob, attention_probs_dropout_prob, return_attention=False,
+                      first_token_only=False):
   """Computes one transformer layer from existing variables.
 
   Args:
@@ -304,22 +304,28 @@ def transformer_layer(layer_input, attention_bias, params, batch_size, seq_lengt
     config: BertConfig.
     hidden_dropout_prob, attention_probs_dropout_prob: floats (0 when not training).
     return_attention: also return the attention probabilities and values (attention_context).
+    first_token_only: only each sequence's first token attends (to every token) and goes on.
 
   Returns:
-    float Tensor [batch_size * seq_length, hidden_size] (and the layer's attention).
+    float Tensor [batch_size * F, hidden_size], F = 1 with first_token_only (the full layer's
+    first tokens), else seq_length (and the layer's attention).
   """
   num_heads = config.num_attention_heads
-  q, k, v = [dense(layer_input, params["attention/self/%s/kernel" % part],
-                   params["attention/self/%s/bias" % part]) for part in ("query", "key", "value")]
-  attention = attention_context(q, k, v, attention_bias, batch_size, seq_length, seq_length,
+  from_rows, from_length = layer_input, seq_length
+  if first_token_only:
+    from_rows, from_length = tf.reshape(layer_input, [batch_size, seq_length, -1])[:, 0], 1
+  q, k, v = [dense(rows, params["attention/self/%s/kernel" % part],
+                   params["attention/self/%s/bias" % part])
+             for rows, part in ((from_rows, "query"), (layer_input, "key"), (layer_input, "value"))]
+  attention = attention_context(q, k, v, attention_bias, batch_size, from_length, seq_length,
                                 num_heads, config.hidden_size // num_heads,
                                 attention_probs_dropout_prob, return_attention)
-  context = attention[0] if return_attention else attention  # [B * T, H]
+  context = attention[0] if return_attention else attention  # [B * F, H]
 
   attention_output = dense(context, params["attention/output/dense/kernel"],
                            params["attention/output/dense/bias"])
   attention_output = dropout(attention_output, hidden_dropout_prob)
-  attention_output = apply_layer_norm(attention_output + layer_input,
+  attention_output = apply_layer_norm(attention_output + from_rows,
                                       params["attention/output/LayerNorm/beta"],
                                       params["attention/output/LayerNorm/gamma"])
   intermediate = dense(attention_output, params["intermediate/dense/kernel"],
@@ -388,47 +394,47 @@ def transformer_model_theseus(input_tensor, attention_bias, batch_size, seq_leng
                               suc_layers=0, mode="predecessor", replace_rate_prob=None,
                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                               branch_hook=None, replace_draw_seed=None, expose_attention=False,
-                              module_teacher=None, extras=None):
-  """The encoder: predecessor layers, Theseus modules, or successor modules only.
+                              module_teacher=None, extras=None, first_token_only=False):
+  """The encoder (predecessor layers, Theseus modules or successor modules); ValueError when n
+  does not divide L, n > L, a rate is outside [0, 1] or the mode is unknown.
 
   Args:
     input_tensor: float Tensor [batch_size * seq_length, hidden_size] (the embeddings);
       attention_bias [batch_size, 1, 1, seq_length]; batch_size, seq_length: int Tensors.
-    config: BertConfig of the predecessor (num_hidden_layers = L).
-    suc_layers: n, the number of successor modules (0 for the plain BERT).
+    config: the predecessor's BertConfig (L layers); suc_layers: n modules (0: a plain BERT).
     mode: "predecessor" (L layers `layer_i`), "theseus" (stage 1: n modules, each a cond
       between successor j and predecessor group j) or "successor" (n `suc_layer_j` only).
-    replace_rate_prob: float or scalar float Tensor p in [0, 1] (mode "theseus" only).
-    hidden_dropout_prob, attention_probs_dropout_prob: dropout rates (0 when not training).
-    branch_hook: optional callable(module_index, branch_name) -> list of ops, run inside the
-      branch ("successor" or "predecessor") before its layers (instrumentation and tests).
-    replace_draw_seed: int Tensor [2], the key of this step's draw ("theseus"; default:
-      default_replace_draw_seed()).
+    replace_rate_prob: float or scalar float Tensor p in [0, 1] (mode "theseus" only);
+      hidden_dropout_prob, attention_probs_dropout_prob: dropout rates (0 when not training).
+    branch_hook: optional callable(j, "successor" | "predecessor") -> ops run first in it.
+    replace_draw_seed: int Tensor [2], the step's draw key (default_replace_draw_seed()).
     expose_attention: extras["attention_probs"] / ["values"] get each layer's (module's last
       layer's) attention probabilities [B, N, T, T] and values [B, N, T, D] (float32).
     module_teacher: "theseus" only: callable(j, student, teacher) -> float32 scalar of
       (output, probs, values) of successor j and of group j on its input (dropout off, no
       gradient), for the modules that drew the successor (else 0): extras["module_losses"].
     extras: the dict the two options above fill.
+    first_token_only: layer_{L-1} / suc_layer_{n-1} compute the first tokens only: [B, H].
 
   Returns:
     (all_layer_outputs, replaced): float Tensors [batch_size * seq_length, hidden_size], one per
     layer (L) or module (n), and for "theseus" the bool Tensor [n] of the modules replaced.
-
-  Raises ValueError when n does not divide L, n > L, a rate outside [0, 1], an unknown mode.
   """
   group_size = _encoder_group_size(config.num_hidden_layers, suc_layers, mode)
 
   def run_layers(x, param_list, with_attention=False, dropout=True):
-    """x through the layers: the output (or with its last layer's attention probs, values)."""
+    """x through the layers, ops named after each (profiles read per layer): the output (or
+    with its last layer's attention probs, values)."""
     layer = (x,)
     for params in param_list:
-      # Ops named after their layer (layer_i / suc_layer_j), so profiles read per layer.
-      with tf.name_scope(names.LAYER_SCOPE_RE.search(params["output/dense/kernel"].op.name)
-                         .group(0)):
+      name = names.LAYER_SCOPE_RE.search(params["output/dense/kernel"].op.name).group(0)
+      with tf.name_scope(name):
         out = transformer_layer(layer[0], attention_bias, params, batch_size, seq_length, config,
                                 hidden_dropout_prob if dropout else 0.0,
-                                attention_probs_dropout_prob if dropout else 0.0, with_attention)
+                                attention_probs_dropout_prob if dropout else 0.0, with_attention,
+                                first_token_only and name in (
+                                    names.LAYER_PATTERN % (config.num_hidden_layers - 1),
+                                    names.SUC_LAYER_PATTERN % (suc_layers - 1)))
       layer = out if with_attention else (out,)
     return layer if with_attention else layer[0]
 
@@ -485,13 +491,10 @@ def _theseus_modules(input_tensor, config, suc_layers, group_size, replace_rate_
                      run_layers, branch_hook, attention=None, module_teacher=None, extras=None):
   """Stage 1: n modules, each successor j or predecessor group j as drawn this step.
 
-  The choice is a functional conditional (cond_v2, TensorFlow 2's tf.cond) whatever the
-  process's control-flow mode: in classic TF1 mode (tf.disable_v2_behavior) tf.cond would build
-  Switch / Merge ops instead, whose outputs oneDNN's grappler remapper mis-fuses (the attention's
-  BatchMatMul + Mul + Add), so that fetching anything after a drawn successor failed with
-  "Retval[0] does not have value". With cond_v2 both modes build the same graph. The branches
-  return the attention (for `attention`) and the module loss (for `module_teacher`) only when
-  asked: otherwise the graph is the plain one.
+  The choice is a functional conditional (cond_v2) in every control-flow mode: classic TF1's
+  tf.cond builds Switch / Merge ops, whose outputs oneDNN's remapper mis-fuses (fetches after a
+  drawn successor failed: "Retval[0] does not have value"). The branches return the attention
+  and the module loss only when asked: otherwise the graph is the plain one.
 
   Returns:
     (module outputs: list of n Tensors, replaced: bool Tensor [n]).
@@ -567,17 +570,12 @@ def _embeddings(config, input_ids, token_type_ids, seq_length, hidden_dropout_pr
                 use_one_hot_embeddings=False):
   """Word + token type + position embeddings, LayerNorm and dropout (current variable scope).
 
-  Args:
-    config: BertConfig.
-    input_ids, token_type_ids: int32 Tensors [batch_size, seq_length].
-    seq_length: scalar int Tensor (at most max_position_embeddings, checked when run).
-    hidden_dropout_prob: dropout rate (0 when not training).
-    use_one_hot_embeddings: look the words up by a one-hot matmul instead of a gather (what
-      google-research/bert does on TPUs; the same numbers).
+  input_ids, token_type_ids: int32 [batch_size, seq_length]; seq_length: scalar int Tensor (at
+  most max_position_embeddings, checked when run); use_one_hot_embeddings: words by a one-hot
+  matmul (as google-research/bert on TPUs; the same numbers) instead of a gather.
 
   Returns:
-    (word embedding table [vocab_size, hidden_size], embeddings [batch_size, seq_length,
-    hidden_size]).
+    (word embedding table [vocab_size, hidden_size], embeddings [batch_size, seq_length, H]).
   """
   embedding_table = tf1.get_variable(
       "word_embeddings", [config.vocab_size, config.hidden_size],
@@ -646,14 +644,15 @@ class BertModel(object):
     replace_rate_prob: p, float or scalar Tensor, for the Theseus graph.
     finetune_suc: with suc_layers > 0, build the successor-only graph (stage 2).
     branch_hook: see transformer_model_theseus.
-    encoder_fn: the encoder, a callable with the signature and return value of
-      transformer_model_theseus (the default), e.g. a reference variant for a benchmark.
-    replace_draw_seed: the Theseus graph's draw key, int Tensor [2] (default: from the graph
-      seed and global_step; see transformer_model_theseus).
+    encoder_fn: the encoder, a callable like transformer_model_theseus (the default).
+    replace_draw_seed: the Theseus graph's draw key (see transformer_model_theseus).
     compute_dtype: tf.float32, tf.bfloat16 or tf.float16: the dtype the encoder layers compute
       in (see the module docstring). The outputs are float32 in every case.
     expose_attention, module_teacher: see transformer_model_theseus; the attention of every
       layer (module) and stage 1's module losses are then in `extras`.
+    first_token_only: the last layer computes the first token only, for heads that read the
+      pooled output alone (the same pooled output); the sequence output is then [B, 1, H].
+      Not with expose_attention or module_teacher, whose losses read every token.
 
   Raises:
     ValueError: an impossible config (BertConfig.validate) or Theseus setting.
@@ -662,11 +661,14 @@ class BertModel(object):
   def __init__(self, config, is_training, input_ids, input_mask=None, token_type_ids=None,
                use_one_hot_embeddings=False, scope=None, suc_layers=0, replace_rate_prob=None,
                finetune_suc=False, branch_hook=None, encoder_fn=None, replace_draw_seed=None,
-               compute_dtype=tf.float32, expose_attention=False, module_teacher=None):
+               compute_dtype=tf.float32, expose_attention=False, module_teacher=None,
+               first_token_only=False):
     """Builds the graph (the arguments: see the class docstring)."""
     config = copy.deepcopy(config)
     config.validate()
-    self.config = config
+    self.config, self.first_token_only = config, first_token_only
+    if first_token_only and (expose_attention or module_teacher is not None):
+      raise ValueError("first_token_only drops tokens that attention and module losses read")
     hidden_dropout_prob = config.hidden_dropout_prob if is_training else 0.0
     check_theseus_layers(config.num_hidden_layers, suc_layers)
     self.mode = Stage.of(suc_layers, finetune_suc).encoder_graph(is_training)
@@ -695,7 +697,8 @@ class BertModel(object):
                                     config.attention_probs_dropout_prob if is_training else 0.0),
                                 branch_hook=branch_hook, replace_draw_seed=replace_draw_seed,
                                 expose_attention=expose_attention,
-                                module_teacher=module_teacher, extras=self.extras))
+                                module_teacher=module_teacher, extras=self.extras,
+                                first_token_only=first_token_only))
       self.sequence_output = self.all_encoder_layers[-1]
       with tf1.variable_scope("pooler"):
         first_token = self.sequence_output[:, 0, :]
@@ -717,7 +720,7 @@ class BertModel(object):
           tf.cast(flat_input, compute_dtype), attention_bias, batch_size, seq_length,
           self.config, **encoder_args)
     self.all_encoder_layers = [
-        tf.reshape(tf.cast(x, tf.float32), [batch_size, seq_length, hidden_size])
+        tf.reshape(tf.cast(x, tf.float32), [batch_size, -1, hidden_size])
         for x in layer_outputs]
 
   def get_pooled_output(self):
@@ -725,7 +728,7 @@ class BertModel(object):
     return self.pooled_output
 
   def get_sequence_output(self):
-    """float Tensor [batch_size, seq_length, hidden_size]: the last encoder output."""
+    """float Tensor [batch_size, seq_length (1 with first_token_only), hidden_size]."""
     return self.sequence_output
 
   def get_all_encoder_layers(self):
@@ -1035,9 +1038,8 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None, num_attention_h
   if len(from_shape) == 3:
     batch_size, from_seq_length, to_seq_length = from_shape[0], from_shape[1], to_shape[1]
   elif batch_size is None or from_seq_length is None or to_seq_length is None:
-    raise ValueError("When passing in rank 2 tensors to attention_layer, the values for "
-                     "`batch_size`, `from_seq_length`, and `to_seq_length` must all be "
-                     "specified.")
+    raise ValueError("When passing in rank 2 tensors to attention_layer, the values for `batch_"
+                     "size`, `from_seq_length`, and `to_seq_length` must all be specified.")
   width = num_attention_heads * size_per_head
   projected = []
   for name, source, act in (("query", from_tensor, query_act), ("key", to_tensor, key_act),

@@ -186,7 +186,7 @@ def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, 
                           suc_layers=0, mode="theseus", replace_rate_prob=None,
                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                           branch_hook=None, replace_draw_seed=None, expose_attention=False,
-                          module_teacher=None, extras=None):
+                          module_teacher=None, extras=None, first_token_only=False):
   """The reference to beat: every module computes successor j AND predecessor group j.
 
   Same interface, variables and draw as modeling_theseus.transformer_model_theseus in "theseus"
@@ -208,18 +208,21 @@ def both_branches_encoder(input_tensor, attention_bias, batch_size, seq_length, 
     replace_draw_seed = modeling.default_replace_draw_seed()
   replaced = modeling.draw_replacements(suc_layers, replace_rate_prob, replace_draw_seed)
 
-  def layer(x, params):
+  def layer(x, params, first_token=False):
     return modeling.transformer_layer(x, attention_bias, params, batch_size, seq_length, config,
-                                      hidden_dropout_prob, attention_probs_dropout_prob)
+                                      hidden_dropout_prob, attention_probs_dropout_prob,
+                                      first_token_only=first_token)
 
   outputs = []
   prev = input_tensor
   for j in range(suc_layers):
+    last = first_token_only and j == suc_layers - 1  # as the Theseus graph's last module
     gate = tf.cast(replaced[j], prev.dtype)
-    successor = layer(prev, suc_params[j])
+    successor = layer(prev, suc_params[j], last)
     predecessor = prev
-    for params in pred_params[j * group_size:(j + 1) * group_size]:
-      predecessor = layer(predecessor, params)
+    group = pred_params[j * group_size:(j + 1) * group_size]
+    for i, params in enumerate(group):
+      predecessor = layer(predecessor, params, last and i == len(group) - 1)
     prev = gate * successor + (1.0 - gate) * predecessor
     outputs.append(prev)
   return outputs, replaced

@@ -217,7 +217,8 @@ def test_the_teacher_is_frozen_and_gets_no_gradient(world):
     features = {"input_ids": ids, "input_mask": tf.ones_like(ids),
                 "segment_ids": tf.zeros_like(ids), "label_ids": tf.constant([[1]]),
                 "teacher_logits": tf.constant([[0.3, -0.2]])}
-    model, hard, outputs = base.build_model(bert_config, task, features, True, stage, 0.5)
+    model, hard, outputs = base.build_model(bert_config, task, features, True, stage, 0.5,
+                                            all_tokens=True)  # as the trainer does
     total, terms = teacher_lib.student_loss(cfg.distillation, task, model, hard, outputs,
                                             features, bert_config)
     assert sorted(terms) == ["hard", "hidden", "soft"]
@@ -420,8 +421,12 @@ def test_hidden_matching_builds_the_teacher_from_its_own_config(world, tmp_path)
     mask = tf.constant([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     features = {"input_ids": ids, "input_mask": mask, "segment_ids": tf.zeros_like(ids),
                 "label_ids": tf.constant([[1], [0]])}
+    with pytest.raises(ValueError, match="every token"):
+      with tf1.variable_scope("first_token_only"):
+        fast = base.build_model(bert_config, task, features, False, cfg.replacing.stage())
+        teacher_lib.student_loss(cfg.distillation, task, *fast, features, teacher_config)
     student, hard, outputs = base.build_model(bert_config, task, features, False,
-                                              cfg.replacing.stage())
+                                              cfg.replacing.stage(), all_tokens=True)
     _, terms = teacher_lib.student_loss(cfg.distillation, task, student, hard, outputs,
                                         features, teacher_config)
     with tf1.variable_scope("reference"):

@@ -283,6 +283,56 @@ def test_theseus_equals_predecessor_at_p0_and_successor_at_p1(tmp_path):
       atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("suc_layers, finetune_suc, is_training", [
+    (0, False, True), (2, False, True), (2, True, True)])
+def test_first_token_only_gives_the_pooled_output_and_gradients_of_the_full_model(
+    suc_layers, finetune_suc, is_training):
+  """The last layer computed for the first token alone: the same pooled output and the same
+  gradient of every variable, in the predecessor, stage-1 (every draw) and successor graphs."""
+  config = tiny_config()
+  inputs = random_inputs()
+  graph = tf.Graph()
+  with graph.as_default():
+    ids, mask, segments = [tf.constant(x) for x in inputs]
+    step = tf1.placeholder(tf.int64, [])
+    stage1 = suc_layers and is_training and not finetune_suc
+    pooled, grads, last = [], [], []
+    for first_token_only in (False, True):
+      with tf1.variable_scope("shared", reuse=tf1.AUTO_REUSE):
+        model = modeling.BertModel(
+            config, is_training, ids, mask, segments, suc_layers=suc_layers,
+            replace_rate_prob=0.5 if stage1 else None, finetune_suc=finetune_suc,
+            replace_draw_seed=modeling.replace_draw_seed(7, step),
+            first_token_only=first_token_only)
+      weights = tf.constant(np.random.RandomState(1).normal(size=(16,)).astype(np.float32))
+      pooled.append(model.get_pooled_output())
+      grads.append([tf.convert_to_tensor(g) for g in tf.gradients(
+          tf.reduce_sum(model.get_pooled_output() * weights), tf1.trainable_variables())])
+      last.append(model.get_sequence_output())
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      draws = set()
+      for i in range(8 if stage1 else 1):
+        (full, fast), (g_full, g_fast), (seq_full, seq_fast), drawn = sess.run(
+            [pooled, grads, last, model.replaced_modules if stage1 else tf.constant(0)],
+            {step: i})
+        draws.add(str(drawn))
+        assert seq_fast.shape == (3, 1, 16) and seq_full.shape == (3, 7, 16)
+        np.testing.assert_allclose(seq_fast[:, 0], seq_full[:, 0], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(fast, full, atol=1e-5, rtol=0)
+        for a, b in zip(g_fast, g_full):
+          np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+      assert len(draws) > 2 or not stage1  # several draws of the two modules were compared
+
+
+def test_first_token_only_is_refused_with_the_losses_that_read_every_token():
+  with tf.Graph().as_default():
+    ids = tf.constant(random_inputs()[0])
+    with pytest.raises(ValueError, match="first_token_only"):
+      modeling.BertModel(tiny_config(), False, ids, expose_attention=True,
+                         first_token_only=True)
+
+
 class CountingTheseus(Graph):
   """Theseus graph whose branches each increment their own counter when they run."""
 

@@ -15,7 +15,7 @@ class Trainer(object):
   """BertModel + classifier head + optimizer in its own graph."""
 
   def __init__(self, suc_layers=0, finetune_suc=False, rate=1.0, accumulation=1, lr=1e-2,
-               train_scope=None):
+               train_scope=None, first_token_only=False):
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(3)
@@ -25,7 +25,7 @@ class Trainer(object):
       self.labels = tf1.placeholder(tf.int32, [None])
       model = modeling.BertModel(tiny_config(), True, self.ids, self.mask, self.segments,
                                  suc_layers=suc_layers, replace_rate_prob=rate,
-                                 finetune_suc=finetune_suc)
+                                 finetune_suc=finetune_suc, first_token_only=first_token_only)
       pooled = model.get_pooled_output()
       weights = tf1.get_variable("output_weights", [2, 16],
                                  initializer=tf1.truncated_normal_initializer(stddev=0.02))
@@ -187,7 +187,8 @@ def test_the_google_style_faces_update_as_the_trainer_does(tmp_path, suc_layers,
     ids, mask, segments = random_inputs(seed=i)
     batches.append((ids, mask, segments, rng.randint(0, 2, size=3).astype(np.int32)))
   face = Trainer(suc_layers=suc_layers, finetune_suc=finetune_suc, rate=1.0,
-                 accumulation=accumulation, lr=1e-2)
+                 accumulation=accumulation, lr=1e-2,
+                 first_token_only=True)  # the graph the trainer builds for a classifier
   checkpoint = face.saver.save(face.sess, str(tmp_path / "start.ckpt"))
   for ids, mask, segments, labels in batches:
     face.step((ids, mask, segments), labels)

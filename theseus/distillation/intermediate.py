@@ -90,6 +90,7 @@ def _hidden_rows(model, layer):
 
 def match_loss(match, student, teacher, token_mask):
   """One match's loss (unweighted) between two BertModels on the same inputs."""
+  losses.check_every_token(student)
   if match.feature == "hidden":
     return losses.hidden_loss(match.loss, _hidden_rows(student, match.student_layer),
                               tf.stop_gradient(_hidden_rows(teacher, match.teacher_layer)),

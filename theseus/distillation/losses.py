@@ -58,6 +58,13 @@ def position_soft_loss(student_logits, teacher_logits, mask, temperature):
   return temperature ** 2 * tf.reduce_mean(-tf.reduce_sum(targets * log_probs, axis=-1))
 
 
+def check_every_token(model):
+  """ValueError when `model`'s last layer computed the first token only (first_token_only)."""
+  if model.first_token_only:
+    raise ValueError("the student's last layer computes the first token only; hidden-state "
+                     "losses need every token (build it with all_tokens=True)")
+
+
 def hidden_matching_loss(student, teacher, input_mask, include_embeddings):
   """Mean over matched layer pairs of the MSE over real tokens.
 
@@ -70,6 +77,7 @@ def hidden_matching_loss(student, teacher, input_mask, include_embeddings):
     input_mask: int Tensor [B, T], 1 on real tokens.
     include_embeddings: also match the embedding outputs.
   """
+  check_every_token(student)
   student_layers = student.get_all_encoder_layers()
   teacher_layers = teacher.get_all_encoder_layers()
   group = len(teacher_layers) // len(student_layers)

@@ -52,11 +52,14 @@ class TaskSpec(object):
     teacher_label: callable(teacher output row) -> {label feature: values}: the label an
       augmented training copy (feature "augmented" = 1) gets from the teacher; None when the
       task has no augmentation.
+    reads_first_token_only: the head reads the pooled output alone, so the model's last layer
+      may compute the first token only (BertModel's first_token_only).
   """
 
   def __init__(self, int_keys, float_keys, index_key, build_head, decode, score,
                serving_outputs, head_variable_regex, sequence_output_keys=(),
-               teacher_outputs=None, soft_loss=None, teacher_label=None):
+               teacher_outputs=None, soft_loss=None, teacher_label=None,
+               reads_first_token_only=False):
     self.int_keys = list(int_keys)
     self.float_keys = list(float_keys)
     self.index_key = index_key
@@ -69,6 +72,7 @@ class TaskSpec(object):
     self.teacher_outputs = dict(teacher_outputs or {})
     self.soft_loss = soft_loss
     self.teacher_label = teacher_label
+    self.reads_first_token_only = reads_first_token_only
 
   def evaluate(self, rows):
     """The metrics of a set's evaluated rows."""
@@ -77,8 +81,12 @@ class TaskSpec(object):
 
 def build_model(bert_config, task, features, is_training, stage, replace_rate=None,
                 encoder_fn=None, replace_draw_seed=None, compute_dtype=tf.float32,
-                expose_attention=False, module_teacher=None):
+                expose_attention=False, module_teacher=None, all_tokens=False):
   """The BertModel of a stage with the task head on top.
+
+  When the head reads the pooled output alone (task.reads_first_token_only), the last layer
+  computes the first token only, unless all_tokens, expose_attention or module_teacher ask for
+  every token of every layer (distillation of hidden states and attention).
 
   Args:
     bert_config: the predecessor's BertConfig (or a plain model's).
@@ -89,6 +97,7 @@ def build_model(bert_config, task, features, is_training, stage, replace_rate=No
     stage: the Stage (theseus/stage.py) whose graph to build.
     replace_rate, encoder_fn, replace_draw_seed, compute_dtype, expose_attention,
       module_teacher: as for modeling_theseus.BertModel.
+    all_tokens: the last layer computes every token whatever the head reads.
 
   Returns:
     (model, loss or None, outputs dict).
@@ -98,7 +107,9 @@ def build_model(bert_config, task, features, is_training, stage, replace_rate=No
       features["segment_ids"], suc_layers=stage.suc_layers, replace_rate_prob=replace_rate,
       finetune_suc=stage.finetune_suc, encoder_fn=encoder_fn,
       replace_draw_seed=replace_draw_seed, compute_dtype=compute_dtype,
-      expose_attention=expose_attention, module_teacher=module_teacher)
+      expose_attention=expose_attention, module_teacher=module_teacher,
+      first_token_only=(task.reads_first_token_only and not all_tokens and not expose_attention
+                        and module_teacher is None))
   loss, outputs = task.build_head(model, features, is_training)
   return model, loss, outputs
 

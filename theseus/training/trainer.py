@@ -256,7 +256,8 @@ def make_model_fn(bert_config, task, stage, replace_rate, compute_dtype, kd, tea
     model, hard_loss, outputs = base.build_model(
         bert_config, task, replica_features, True, stage, replace_rate, encoder_fn=encoder_fn,
         replace_draw_seed=draw_seed, compute_dtype=compute_dtype, expose_attention=expose,
-        module_teacher=teacher_lib.module_teacher(kd, stage, replica_features))
+        module_teacher=teacher_lib.module_teacher(kd, stage, replica_features),
+        all_tokens=kd.runs_teacher)  # hidden matching and matches read every token
     done = None
     if (kd.kd_temperature_schedule, kd.kd_weight_schedule) != ("constant", "constant"):
       done = schedules.progress(tf1.train.get_global_step(), num_train_steps)

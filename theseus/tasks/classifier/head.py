@@ -109,7 +109,8 @@ def make_task(processor, examples, augmented=False):
       float_keys=["label_values"] if processor.is_regression else [],
       index_key="example_index", build_head=build_head, decode=decode, score=score,
       serving_outputs=serving_outputs, head_variable_regex=HEAD_VARIABLE_REGEX,
-      teacher_outputs=TEACHER_OUTPUTS, soft_loss=soft_loss, teacher_label=teacher_label)
+      teacher_outputs=TEACHER_OUTPUTS, soft_loss=soft_loss, teacher_label=teacher_label,
+      reads_first_token_only=True)
 
 
 def serving_outputs(outputs):
