@@ -42,7 +42,7 @@ def add_arguments(parser, default_methods):
   parser.add_argument("--train_batch_size", type=int, default=32)
   parser.add_argument("--eval_batch_size", type=int, default=64)
   parser.add_argument("--evals_per_stage", type=int, default=4,
-                      help="Checkpoints (each evaluated) per stage.")
+                      help="Checkpoints (each evaluated) per stage, the last at its final update.")
   parser.add_argument("--save_checkpoints_steps", type=int, default=0,
                       help="Evaluate / checkpoint every N updates (0: --evals_per_stage).")
   parser.add_argument("--num_threads", type=int, default=0, help="TensorFlow threads (0: all).")
@@ -162,7 +162,7 @@ def run_chain(args, command, model, num_features, output_dir):
                                 module=kd == "module")
     flags = flags + ["--num_train_steps=%d" % steps, "--learning_rate=%r" % rate,
                      "--save_checkpoints_steps=%d" % (args.save_checkpoints_steps or
-                                                      max(1, steps // args.evals_per_stage)),
+                                                      max(1, -(-steps // args.evals_per_stage))),
                      "--bert_config_file=" + config, "--init_checkpoint=" + init,
                      "--train_batch_size=%d" % args.train_batch_size,
                      "--eval_batch_size=%d" % args.eval_batch_size, "--seed=%d" % args.seed,

@@ -86,7 +86,7 @@ def build_parser():
   p.add_argument("--stage2_learning_rate", type=float, default=3e-5)
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--max_seq_length", type=int, default=128)
-  p.add_argument("--evals_per_run", type=int, default=6, help="dev evaluations per run")
+  p.add_argument("--evals_per_run", type=int, default=6, help="dev evaluations per run, evenly spaced, the last at the final update")
   p.add_argument("--linear_start", type=float, default=0.3)
   p.add_argument("--linear_reach_fraction", type=float, default=0.6,
                  help="the linear schedule reaches p = 1 after this fraction of stage 1")
@@ -232,7 +232,7 @@ class _SeedRun(object):
         "--train_batch_size=%d" % args.batch_size, "--eval_batch_size=64",
         "--seed=%d" % self.seed, "--do_train", "--evaluate_during_training",
         "--num_train_steps=%d" % steps, "--log_every_n_steps=50",
-        "--save_checkpoints_steps=%d" % max(1, steps // args.evals_per_run),
+        "--save_checkpoints_steps=%d" % max(1, -(-steps // args.evals_per_run)),
         "--max_train_examples=%d" % args.max_train_examples, "--output_dir=" + out,
         "--cache_dir=" + os.path.join(self.base, "cache")] + flags,
                    out + ".log")
