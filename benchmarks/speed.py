@@ -540,7 +540,7 @@ def run_meta(args, bert_config, tf_version, gpus, pytorch):
       "device": ("GPU: %s" % ", ".join(g.name for g in gpus)) if gpus else
                 ("CPU: %s" % (platform.processor() or platform.machine())),
       "cpu_count": os.cpu_count(),
-      "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "usable_cores": cli.usable_cores(),
       "threads_flag": args.threads, "model_dir": args.model_dir, "bert_config": bert_config,
       "args": {k: v for k, v in vars(args).items() if k not in ("hf_dir",)},
       "pytorch": pytorch,

@@ -413,9 +413,10 @@ class TFLiteInferenceRunner(object):
   0: every usable core)."""
 
   def __init__(self, spec):
+    from theseus import cli  # pylint: disable=g-import-not-at-top
     from theseus.export import serving  # pylint: disable=g-import-not-at-top
     self.spec = spec
-    self.threads = spec["threads"] or serving.usable_cores()
+    self.threads = spec["threads"] or cli.usable_cores()
     self.runner = serving.TFLiteRunner(spec["tflite"], self.threads)
     self.workloads = spec["workloads"]
     self.rss_after_load = _process_stats()["rss_mb"]

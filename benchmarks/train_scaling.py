@@ -98,9 +98,10 @@ def _last_checkpoint(output_dir):
 def run(args, results, model_dir, has_gpu):
   """Fills results["scaling"] (and results["precision"]) with tokens/s per configuration."""
   import shutil  # pylint: disable=g-import-not-at-top
+  from theseus import cli  # pylint: disable=g-import-not-at-top
   shutil.rmtree(os.path.join(args.work_dir, "scaling"), ignore_errors=True)
   write_full_length_task(os.path.join(args.work_dir, "full_length_data"), args.seq_length)
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  cores = cli.usable_cores()
   print("Training throughput, batch %d x %d, %d updates per run" % (
       args.train_batch_size, args.seq_length, args.scaling_steps), flush=True)
   one = run_config(args.work_dir, "predecessor_1_process", model_dir, args, [], 1, 0)

@@ -182,9 +182,9 @@ def test_tflite_runs_on_every_usable_core_unless_told(monkeypatch):
       return lambda **inputs: inputs
 
   monkeypatch.setattr(serving.tf.lite, "Interpreter", FakeInterpreter)
-  monkeypatch.setattr(serving, "usable_cores", lambda: 7)
+  monkeypatch.setattr(serving.cli, "usable_cores", lambda: 7)
   serving.TFLiteRunner("model.tflite")
   serving.TFLiteRunner("model.tflite", num_threads=3)
   assert asked == [7, 3]
   monkeypatch.undo()
-  assert serving.usable_cores() >= 1
+  assert serving.cli.usable_cores() >= 1

@@ -61,6 +61,13 @@ for line in sys.stdin.buffer:
 _filter = {}  # "process", "stderr": the filter and a descriptor of the real stderr
 
 
+def usable_cores():
+  """The CPUs this process may run on (its affinity mask where the OS has one)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def bool_flag_on(argv, flag_name):
   """Whether the command line `argv` turns the boolean flag `flag_name` on (the last one wins)."""
   on = False

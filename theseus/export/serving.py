@@ -16,6 +16,7 @@ from google.protobuf import message as protobuf_message
 import numpy as np
 import tensorflow as tf
 
+from theseus import cli
 from theseus import files
 from theseus.errors import InputDataError
 from theseus.export import integrity
@@ -100,13 +101,6 @@ class SavedModelRunner(object):
     self.sess.close()
 
 
-def usable_cores():
-  """The CPUs this process may run on (its affinity mask where the OS has one)."""
-  if hasattr(os, "sched_getaffinity"):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
 class TFLiteRunner(object):
   """A TFLite file's serving_default signature: inputs dict -> outputs dict of arrays.
 
@@ -118,7 +112,7 @@ class TFLiteRunner(object):
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
       self.interpreter = tf.lite.Interpreter(model_path=path,
-                                             num_threads=num_threads or usable_cores())
+                                             num_threads=num_threads or cli.usable_cores())
     self._run = self.interpreter.get_signature_runner(layout.SIGNATURE_KEY)
 
   def __call__(self, inputs):
