@@ -108,9 +108,9 @@ def parse_args(argv=None):
   p.add_argument("--skip_inference", action="store_true")
   p.add_argument("--skip_training", action="store_true")
   p.add_argument("--profile", action="store_true",
-                 help="trace one step per TF configuration (RunMetadata FULL_TRACE, its ops "
-                      "one at a time so that their times add up to the step): Chrome "
-                      "timelines in <work_dir>/profiles and the top op types in the JSON")
+                 help="trace one step per configuration (TF: FULL_TRACE, ops one at a time so "
+                      "that their times add up; PyTorch's training step: torch.profiler): "
+                      "timelines in <work_dir>/profiles, top op types and matmul time in JSON")
   p.add_argument("--with_tflite", action="store_true",
                  help="also time each export's float32 TFLite file (written as --export_tflite "
                       "writes it), and TF / PyTorch as predict.py's auto backend picks per call")
@@ -507,10 +507,9 @@ def run_training(args, results, bert_config, bert_config_file):
         args.stage1_extremes)
     if args.profile:
       for name, w in workers.items():
-        if not name.startswith("torch"):
-          results["profiles"]["train_" + name] = w.call(
-              "profile", workload="train",
-              path=os.path.join(args.work_dir, "profiles", "train_%s.json" % name))
+        results["profiles"]["train_" + name] = w.call(
+            "profile", workload="train",
+            path=os.path.join(args.work_dir, "profiles", "train_%s.json" % name))
     results["training_workers"] = collect_stats(workers)
   finally:
     close_workers(workers)

@@ -123,8 +123,11 @@ def print_targets_and_profiles(targets, profiles):
       if not prof:
         continue
       tops = ", ".join("%s %.0f%%" % (o["op"], 100 * o["share"]) for o in prof["top_ops"][:6])
-      print("  %-34s traced %.0f ms, %d nodes, op-time %.0f ms: %s"
-            % (name, prof["traced_step_ms"], prof["num_nodes"], prof["op_time_ms_sum"], tops))
+      split = (" (matrix products %.0f, the rest %.0f)" % (prof["matmul_ms"], prof["other_ms"])
+               if "matmul_ms" in prof else "")  # runs saved before the split was recorded
+      print("  %-34s traced %.0f ms, %d ops, op-time %.0f ms%s: %s"
+            % (name, prof["traced_step_ms"], prof["num_nodes"], prof["op_time_ms_sum"], split,
+               tops))
 
 
 def print_scaling(scaling, precision, settings):

@@ -3,7 +3,7 @@
 Each configuration (a SavedModel at inference, one training update of the trainer, or PyTorch +
 transformers) runs in its own spawned process, with its own TensorFlow runtime, thread pools and
 peak RSS. The main process drives them through `Worker` handles: "run" times a list of calls on
-a workload, "profile" traces one call (TF), "stats" reports memory and threads.
+a workload, "profile" traces one call, "stats" reports memory and threads.
 
 A worker's spec (a dict) names its runner ("tf_infer", "tf_train", "torch") and what it needs:
   tf_infer: saved_model, threads, workloads {name: [(ids, mask, segments), ...]};
@@ -78,13 +78,28 @@ def _trace(sess, fetches, feed, path):
       op = _op_type(ns)
       by_type[op] += ns.all_end_rel_micros
       count[op] += 1
-  total = sum(by_type.values()) or 1
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
     f.write(timeline.Timeline(metadata.step_stats).generate_chrome_trace_format())
+  return _profile_summary(path, wall, by_type, count, lambda op: "MatMul" in op)
+
+
+# PyTorch's matrix-product ops (self time: the composites that call them, such as aten::linear
+# and aten::matmul, count only their own overhead).
+_TORCH_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation")
+
+
+def _profile_summary(path, wall_s, us_by_type, count, is_matmul):
+  """The JSON of one traced step: its op time, the matrix products' share and the top op types.
+
+  us_by_type: op type -> microseconds; count: op type -> number of ops; is_matmul(op type).
+  """
+  total = sum(us_by_type.values()) or 1
+  matmul_us = sum(us for op, us in us_by_type.items() if is_matmul(op))
   top = [{"op": op, "ms": us / 1000.0, "share": us / total, "count": count[op]}
-         for op, us in by_type.most_common(12)]
-  return {"timeline": path, "traced_step_ms": wall * 1000.0, "op_time_ms_sum": total / 1000.0,
+         for op, us in us_by_type.most_common(12)]
+  return {"timeline": path, "traced_step_ms": wall_s * 1000.0, "op_time_ms_sum": total / 1000.0,
+          "matmul_ms": matmul_us / 1000.0, "other_ms": (total - matmul_us) / 1000.0,
           "num_nodes": sum(count.values()), "top_ops": top}
 
 
@@ -390,8 +405,19 @@ class TorchRunner(object):
     return {"times": times}
 
   def profile(self, workload, path):
-    del workload, path
-    return None
+    """One profiled call (torch.profiler, CPU ops): a Chrome trace and the top ops by self time."""
+    from torch import profiler  # pylint: disable=g-import-not-at-top
+    start = time.perf_counter()
+    with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
+      self.run(workload, [0])
+    wall = time.perf_counter() - start
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    prof.export_chrome_trace(path)
+    us_by_type, count = collections.Counter(), collections.Counter()
+    for event in prof.key_averages():
+      us_by_type[event.key] += event.self_cpu_time_total
+      count[event.key] += event.count
+    return _profile_summary(path, wall, us_by_type, count, lambda op: op in _TORCH_MATMULS)
 
   def info(self):
     return {"framework": self.versions, "device": str(self.device),

@@ -146,9 +146,36 @@ def test_a_traced_step_runs_its_ops_one_at_a_time(tmp_path):
     path = str(tmp_path / "timeline.json")
     prof = speed_workers._trace(sess, total, {x: np.ones([256, 256], np.float32)}, path)
   assert prof["top_ops"][0]["op"] in ("MatMul", "_MklMatMul")
+  matmuls = sum(o["ms"] for o in prof["top_ops"] if "MatMul" in o["op"])
+  assert prof["matmul_ms"] == pytest.approx(matmuls) and matmuls > 0
+  assert prof["matmul_ms"] + prof["other_ms"] == pytest.approx(prof["op_time_ms_sum"])
   with open(path) as f:
     events = sorted((e["ts"], e["ts"] + e["dur"]) for e in json.load(f)["traceEvents"]
                     if e.get("ph") == "X" and e.get("args", {}).get("op"))
   assert len(events) >= 8
   for (_, end), (start, _) in zip(events, events[1:]):
     assert start >= end
+
+
+def test_the_pytorch_step_profile_splits_matrix_products_from_the_rest(tmp_path):
+  """The PyTorch worker's traced training step counts aten::mm / addmm / bmm as matrix products
+  (the figure the TF step's is compared with) and everything else as the rest."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  transformers = pytest.importorskip("transformers", reason="PyTorch reference not installed")
+  sys.path.insert(0, BENCHMARKS)
+  try:
+    import speed_workers  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(BENCHMARKS)
+  config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=32)
+  transformers.BertForSequenceClassification(config).save_pretrained(str(tmp_path / "hf"))
+  batch = (np.ones([2, 8], np.int32), np.ones([2, 8], np.int32), np.zeros([2, 8], np.int32))
+  runner = speed_workers.TorchRunner({"hf_dir": str(tmp_path / "hf"), "threads": 1,
+                                      "mode": "train", "workloads": {"train": [batch]}})
+  prof = runner.profile("train", str(tmp_path / "profiles" / "torch.json"))
+  assert os.path.getsize(prof["timeline"]) > 0
+  top = {o["op"]: o["ms"] for o in prof["top_ops"]}
+  assert prof["matmul_ms"] >= top.get("aten::mm", 0) + top.get("aten::addmm", 0) > 0
+  assert prof["matmul_ms"] + prof["other_ms"] == pytest.approx(prof["op_time_ms_sum"])
+  assert prof["other_ms"] > 0
