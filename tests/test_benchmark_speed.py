@@ -59,6 +59,15 @@ def test_targets_are_tf_over_pytorch_and_successor_over_predecessor(speed):
       "TF 6L inference vs PyTorch, len128_b32 (seq/s ratio)": (1.25, True),
       "TF 6L inference vs PyTorch, sst2dev_b1 (seq/s ratio)": (1.1111, False),
   }
+  train_target = "TF predecessor train step vs PyTorch (tokens/s ratio)"
+  assert [t["detail"] for t in results["targets"] if t["what"] == train_target] == [None]
+  # With the TF step's profile, the detail says what the target leaves the non-matmul ops.
+  results["training"]["torch_finetune_6L"]["ms_per_step_p50"] = 2400.0
+  results["profiles"] = {"train_predecessor_6L": {"matmul_ms": 1400.0, "other_ms": 450.0}}
+  report.check_targets(results, 128, 6)
+  assert [t["detail"] for t in results["targets"] if t["what"] == train_target] == [
+      "a 1600 ms step; the traced step's matrix products take 1400 ms, leaving 200 ms for the "
+      "other ops, which take 450"]
   # The speedup targets are defined at length 128 only.
   report.check_targets(results, 64, 6)
   assert not any("speedup" in t["what"] for t in results["targets"])
