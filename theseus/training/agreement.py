@@ -58,8 +58,8 @@ def check_restored(sess, state_op, local_values, worker_index, num_replicas, che
   """
   if state_op is None:
     return
-  here, sums, squares = (local_values(v) for v in state_op)
-  here, sums, squares = sess.run([here[0], sums[0], squares[0]])
+  # Every local replica's values: a replica's all-reduce waits for the others' to run.
+  here, sums, squares = [values[0] for values in sess.run([local_values(v) for v in state_op])]
   mean = sums / num_replicas
   spread = np.sqrt(np.maximum(squares / num_replicas - mean * mean, 0.0))
   if np.all(spread <= _RELATIVE_TOLERANCE * np.maximum(np.abs(mean), 1.0)):

@@ -259,3 +259,15 @@ def replica_share(batch, num_replicas, num_workers=1):
 def local_values(cluster, value):
   """The values of a per-replica `value` on this process's replicas (a list)."""
   return list(cluster.strategy.experimental_local_results(value))
+
+
+def first_local_value(cluster, value):
+  """This process's first replica's value of a per-replica `value`, computed only once every
+  local replica has computed its own: a replica's part of an all-reduce (NCCL between GPUs,
+  collective ops) completes only when every replica runs its part, so fetching one replica's
+  value alone would wait forever."""
+  values = local_values(cluster, value)
+  if len(values) == 1:
+    return values[0]
+  with tf.control_dependencies(values[1:]):
+    return tf.identity(values[0])

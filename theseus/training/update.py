@@ -99,7 +99,7 @@ def build_train_step(cluster, global_batch, model_fn, stage, hyper, seed, train_
                    loss_scaling, global_step, reset)
 
   update_op, grad_norm = (None, None) if defer_update else make_update()
-  first = lambda value: distribute.local_values(cluster, value)[0]  # noqa: E731
+  first = lambda value: distribute.first_local_value(cluster, value)  # noqa: E731
   return TrainStep(
       micro_batch_op=micro_batch_op, update_op=update_op, micro_batch=micro_batch,
       loss=first(loss), loss_everywhere=first(everywhere),
