@@ -10,7 +10,9 @@ batches whose lengths are drawn from benchmarks/data/sentence_lengths.json (SST-
 
   placement   a stage-1 fp16 step with gradient accumulation 2 over every GPU, soft placement
               OFF: every op must find a kernel where the graph puts it; plus the static count
-              of GPU ops without a GPU kernel (training/placement.py)
+              of GPU ops without a GPU kernel (training/placement.py). It fetches what the
+              trainer fetches (its start check, the loss summed across the replicas), whose
+              all-reduces wait for every replica: a hang there ends at --step_timeout_s
   draws       4 stage-1 updates from the same weights on the GPU and on the CPU, dropout off:
               the same module draws and losses within 1e-3 (relative), with and without XLA
   fp16        dynamic loss scaling from 2^40: the overflowing updates are skipped, the scale
@@ -93,13 +95,14 @@ class Step(object):
   """The trainer's update of one configuration in a session of its own, on fed batches."""
 
   def __init__(self, config, variant, precision, devices, xla=False, soft_placement=True,
-               accumulation=1, loss_scale=2.0 ** 15, seed=3):
+               accumulation=1, loss_scale=2.0 ** 15, seed=3, timeout_s=600):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import modeling_theseus as modeling  # pylint: disable=g-import-not-at-top
     from theseus.config import groups  # pylint: disable=g-import-not-at-top
     from theseus.stage import Stage  # pylint: disable=g-import-not-at-top
     from theseus.tasks.classifier import datasets  # pylint: disable=g-import-not-at-top
     from theseus.tasks.classifier import head  # pylint: disable=g-import-not-at-top
+    from theseus.training import agreement  # pylint: disable=g-import-not-at-top
     from theseus.training import distribute  # pylint: disable=g-import-not-at-top
     from theseus.training import trainer  # pylint: disable=g-import-not-at-top
     from theseus.training import update  # pylint: disable=g-import-not-at-top
@@ -108,6 +111,7 @@ class Step(object):
     stage = Stage.of(suc_layers, variant == "stage2")
     session_config = distribute.session_config(0, xla)
     session_config.allow_soft_placement = soft_placement
+    session_config.operation_timeout_in_ms = int(timeout_s * 1000)  # the start check's too
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(seed)
@@ -127,11 +131,16 @@ class Step(object):
       with cluster.strategy.scope():
         self.step = update.build_train_step(cluster, self.inputs, model_fn, stage, hyper, seed,
                                             loss_scaling=scaling)
+        restored = agreement.restored_state(cluster.strategy, global_step,
+                                            tf1.trainable_variables())
       self.saver = tf1.train.Saver()
       self.variables = {v.op.name: v for v in tf1.global_variables()}
       init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
     self.sess = tf1.Session(graph=self.graph, config=cluster.session_config)
     self.sess.run(init)
+    # The trainer's start check: with several replicas, an all-reduce across them.
+    agreement.check_restored(self.sess, restored, lambda v: distribute.local_values(cluster, v),
+                             0, cluster.num_replicas, None)
 
   def feed(self, batch):
     ids, mask, segments = batch
@@ -145,7 +154,8 @@ class Step(object):
     options = tf.compat.v1.RunOptions(timeout_in_ms=int(timeout_s * 1000))
     start = time.perf_counter()
     step, feed = self.step, self.feed(batch)
-    fetches = {"loss": step.loss, "replaced": step.replaced}
+    # What the trainer fetches each micro-batch: the loss summed across the replicas too.
+    fetches = {"loss": step.loss, "everywhere": step.loss_everywhere, "replaced": step.replaced}
     if step.micro_batch_op is not None:
       for k in range(2):
         micro_feed = dict(feed)
@@ -184,7 +194,7 @@ def check_placement(args, model, devices):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from theseus.training import placement  # pylint: disable=g-import-not-at-top
   step = Step(bert_config(model), "stage1", "fp16", devices, soft_placement=False,
-              accumulation=2)
+              accumulation=2, timeout_s=args.step_timeout_s)
   try:
     missing = placement.ops_without_gpu_kernel(step.graph) if any(
         "gpu" in d.lower() for d in devices) else []
@@ -306,7 +316,8 @@ def main(argv=None):
   device = gpus[0] if gpus and not args.cpu_smoke else "/cpu:0"
   results = {"gpus": gpus, "cpu_smoke": args.cpu_smoke,
              "tensorflow": tf.__version__, "batch_size": args.batch_size}
-  part("placement", results, lambda: check_placement(args, model, gpus or ["/cpu:0"]))
+  # Over every GPU; in the smoke test over two CPU replicas (another all-reduce, same fetches).
+  part("placement", results, lambda: check_placement(args, model, gpus or ["/cpu:0", "/cpu:1"]))
   part("draws", results, lambda: check_draws(args, "tiny" if args.cpu_smoke else "embedded",
                                              device))
   part("fp16", results, lambda: check_fp16(args, model, device))

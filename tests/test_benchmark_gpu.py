@@ -19,6 +19,7 @@ def test_the_gpu_check_runs_on_the_cpu_and_says_what_needs_a_gpu(tmp_path):
   for name in ("placement", "draws", "fp16", "tiny/stage1/fp32"):
     assert results[name]["status"] == "ok", (name, results[name])
   assert results["tiny/stage1/fp32"]["tokens_per_second"] > 0
+  assert results["placement"]["devices"] == ["/cpu:0", "/cpu:1"]  # two replicas
   assert results["draws"]["device_xla_same_draws"]
   assert "These parts need a GPU" in proc.stdout
   assert os.listdir(str(tmp_path)) == ["gpu_smoke.json"]  # nothing else left behind
