@@ -16,9 +16,6 @@ under both reductions; under the collective one, bf16 follows one device's losse
 skips the same overflowing updates on every replica, applies the others, and raises the scale.
 """
 
-import json
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,8 +25,7 @@ from theseus.training import agreement
 from theseus.training import distribute
 
 from conftest import read_task_run
-from test_classifier_e2e import make_task_dir
-from test_resume_weights import TINY_CONFIG
+import test_precision
 
 tf1 = tf.compat.v1
 tf1.disable_eager_execution()
@@ -46,12 +42,8 @@ FP16 = dict(STAGE1, precision="fp16", fp16_initial_loss_scale=2.0 ** 26, fp16_lo
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shared_data_dir, minilm_dir):
-  root = tmp_path_factory.mktemp("all_reduce")
-  config = root / "bert_config.json"
-  config.write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=2)))
-  return {"root": root, "config": str(config),
-          "data_dir": make_task_dir(shared_data_dir, root, "mrpc"),
-          "vocab": os.path.join(minilm_dir, "vocab.txt"), "runs": {}}
+  return test_precision.tiny_world(tmp_path_factory.mktemp("all_reduce"), shared_data_dir,
+                                   minilm_dir)
 
 
 def _two_cpu_replicas(all_reduce):
@@ -79,17 +71,13 @@ def _train(world, name, all_reduce=None, **overrides):
   """Trains in process (once per module). Returns (the weights by name; each micro-batch's
   fetched values; with two replicas, each replica's [global_step, weights checksum] before the
   first update and after each)."""
-  if name in world["runs"]:
-    return world["runs"][name]
-  from theseus.app import runner  # pylint: disable=g-import-not-at-top
+  runs = world.setdefault("runs", {})
+  if name in runs:
+    return runs[name]
   from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   from theseus.training import trainer  # pylint: disable=g-import-not-at-top
   output_dir = world["root"] / name
-  cfg = runner.settings_of(
-      classifier_task.ClassifierRun, task_name="mrpc", data_dir=world["data_dir"],
-      bert_config_file=world["config"], vocab_file=world["vocab"], output_dir=str(output_dir),
-      **dict(dict(do_train=True, max_seq_length=64, train_batch_size=8, num_train_steps=4,
-                  learning_rate=1e-3, warmup_proportion=0.0, seed=3), **overrides))
+  cfg = test_precision.settings(world, name, **dict(dict(num_train_steps=4), **overrides))
   task_run, bert_config = read_task_run(classifier_task.ClassifierRun, cfg, {"train"})
   task, path, num_features, _ = task_run.train_inputs(False)
   plan = trainer.plan_training(cfg.training, cfg.actions.output_dir, cfg.replacing.stage(),
@@ -115,8 +103,8 @@ def _train(world, name, all_reduce=None, **overrides):
     g.saver.save(sess, str(output_dir / "model.ckpt"), global_step=g.global_step)
   reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(output_dir)))
   weights = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
-  world["runs"][name] = (weights, fetched, np.array(states))
-  return world["runs"][name]
+  runs[name] = (weights, fetched, np.array(states))
+  return runs[name]
 
 
 def _assert_same_weights(one, two, atol):

@@ -79,7 +79,11 @@ def test_fp16_overflow_skips_the_update_lowers_the_scale_and_training_goes_on():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, shared_data_dir, minilm_dir):
-  root = tmp_path_factory.mktemp("precision")
+  return tiny_world(tmp_path_factory.mktemp("precision"), shared_data_dir, minilm_dir)
+
+
+def tiny_world(root, shared_data_dir, minilm_dir):
+  """The tiny config with 2 layers and the MRPC rows of `settings` runs, under `root`."""
   config = root / "bert_config.json"
   config.write_text(json.dumps(dict(TINY_CONFIG, num_hidden_layers=2)))
   return {"root": root, "config": str(config),
@@ -87,7 +91,8 @@ def world(tmp_path_factory, shared_data_dir, minilm_dir):
           "vocab": os.path.join(minilm_dir, "vocab.txt")}
 
 
-def _cfg(world, name, **overrides):
+def settings(world, name, **overrides):
+  """The settings of a tiny MRPC training run in `world` (tests/test_all_reduce.py too)."""
   from theseus.app import runner  # pylint: disable=g-import-not-at-top
   from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   values = dict(task_name="mrpc", data_dir=world["data_dir"], bert_config_file=world["config"],
@@ -115,10 +120,10 @@ def _losses(cfg):
 
 
 def test_bf16_and_fp16_losses_follow_fp32(world):
-  fp32 = _losses(_cfg(world, "fp32"))
+  fp32 = _losses(settings(world, "fp32"))
   assert fp32[-1] < fp32[0] - 0.01  # the loss moves: the comparison means something
   for precision, tolerance in (("bf16", 5e-3), ("fp16", 5e-4)):
-    losses = _losses(_cfg(world, precision, precision=precision))
+    losses = _losses(settings(world, precision, precision=precision))
     gap = float(np.max(np.abs(losses - fp32)))
     assert 0 < gap <= tolerance, (precision, gap, losses, fp32)
 
@@ -126,7 +131,7 @@ def test_bf16_and_fp16_losses_follow_fp32(world):
 def test_an_fp16_run_exports_an_fp32_model(world):
   from theseus.app import runner  # pylint: disable=g-import-not-at-top
   from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
-  cfg = _cfg(world, "fp16_export", precision="fp16", num_train_steps=3, save_checkpoints_steps=3,
+  cfg = settings(world, "fp16_export", precision="fp16", num_train_steps=3, save_checkpoints_steps=3,
              suc_layers=1, replacing_rate=0.5, do_export=True)
   runner.run_task(classifier_task.ClassifierRun, cfg)
   export_dir = cfg.export.export_dir
