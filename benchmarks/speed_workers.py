@@ -86,7 +86,8 @@ def _trace(sess, fetches, feed, path):
 
 # PyTorch's matrix-product ops (self time: the composites that call them, such as aten::linear
 # and aten::matmul, count only their own overhead).
-_TORCH_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation")
+_TORCH_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+                  "aten::_addmm_activation")
 
 
 def _profile_summary(path, wall_s, us_by_type, count, is_matmul):
