@@ -24,7 +24,6 @@ from tensorflow.python.distribute.cluster_resolver import tfconfig_cluster_resol
 from theseus.training import agreement
 from theseus.training import distribute
 
-from conftest import read_task_run
 import test_precision
 
 tf1 = tf.compat.v1
@@ -74,17 +73,10 @@ def _train(world, name, all_reduce=None, **overrides):
   runs = world.setdefault("runs", {})
   if name in runs:
     return runs[name]
-  from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
-  from theseus.training import trainer  # pylint: disable=g-import-not-at-top
   output_dir = world["root"] / name
   cfg = test_precision.settings(world, name, **dict(dict(num_train_steps=4), **overrides))
-  task_run, bert_config = read_task_run(classifier_task.ClassifierRun, cfg, {"train"})
-  task, path, num_features, _ = task_run.train_inputs(False)
-  plan = trainer.plan_training(cfg.training, cfg.actions.output_dir, cfg.replacing.stage(),
-                               num_features)
   cluster = _two_cpu_replicas(all_reduce) if all_reduce else None
-  g = trainer.build_train_graph(cfg.model, cfg.training, cfg.replacing, cfg.distillation,
-                                cfg.scale, bert_config, task, path, plan, cluster)
+  g, plan = test_precision.train_graph(cfg, cluster)
   fetched, states = [], []
   with tf1.Session(graph=g.graph, config=cluster.session_config if cluster else None) as sess:
     sess.run(g.init_ops)

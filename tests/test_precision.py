@@ -103,8 +103,8 @@ def settings(world, name, **overrides):
   return runner.settings_of(classifier_task.ClassifierRun, **values)
 
 
-def _losses(cfg):
-  """The loss of each of the run's updates (built and run in process)."""
+def train_graph(cfg, cluster=None):
+  """(the trainer's TrainGraph of the run `cfg` on `cluster`, built in process; its plan)."""
   from conftest import read_task_run  # pylint: disable=g-import-not-at-top
   from theseus.tasks.classifier import task as classifier_task  # pylint: disable=g-import-not-at-top
   from theseus.training import trainer  # pylint: disable=g-import-not-at-top
@@ -112,8 +112,13 @@ def _losses(cfg):
   task, path, num_features, _ = task_run.train_inputs(False)
   plan = trainer.plan_training(cfg.training, cfg.actions.output_dir, cfg.replacing.stage(),
                                num_features)
-  g = trainer.build_train_graph(cfg.model, cfg.training, cfg.replacing, cfg.distillation,
-                                cfg.scale, bert_config, task, path, plan)
+  return trainer.build_train_graph(cfg.model, cfg.training, cfg.replacing, cfg.distillation,
+                                   cfg.scale, bert_config, task, path, plan, cluster), plan
+
+
+def _losses(cfg):
+  """The loss of each of the run's updates (built and run in process)."""
+  g, plan = train_graph(cfg)
   with tf1.Session(graph=g.graph) as sess:
     sess.run(g.init_ops)
     return np.array([sess.run(g.fetches)["loss"] for _ in range(plan.num_train_steps)])
